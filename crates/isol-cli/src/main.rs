@@ -1,0 +1,42 @@
+//! The `isol` command. Thin: parses arguments and hands each subcommand
+//! to its module in `cmd/`, which calls the library crates.
+
+mod cmd;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "isol",
+    version,
+    about = "CPU isolation for latency-critical programs on stock Linux kernels"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show how this machine isolates CPUs and what still lands on them.
+    Info(cmd::info::Args),
+    /// Check that isol can capture on this machine; name what is missing.
+    Doctor(cmd::doctor::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Command::Info(a) => cmd::info::run(a),
+        Command::Doctor(a) => cmd::doctor::run(a),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("isol: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
