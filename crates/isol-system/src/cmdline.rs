@@ -214,7 +214,7 @@ mod tests {
             Some(&cs("0-1")),
         );
         assert_eq!(bp.nohz_full, Some(cs("1")));
-        let i = bp.isolcpus.unwrap();
+        let i = bp.isolcpus.clone().unwrap();
         assert_eq!(i.cpus, cs("1"));
         assert_eq!(
             i.flags,

@@ -46,13 +46,18 @@ pub fn probe(root: &Root) -> Vec<Task> {
     for p in procs.flatten() {
         let Ok(tasks) = p.tasks() else { continue };
         for t in tasks.flatten() {
-            let (Ok(stat), Ok(status)) = (t.stat(), t.status()) else {
+            let Ok(stat) = t.stat() else { continue };
+            // Only one line of status is needed; procfs's full Status parse
+            // costs more and fails on fields this kernel may lack.
+            let status = root.proc(&format!("{}/task/{}/status", t.pid, t.tid));
+            let Some(allowed) = std::fs::read_to_string(status).ok().and_then(|s| {
+                let v = s
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+                CpuSet::parse(v).ok()
+            }) else {
                 continue;
             };
-            let allowed = status
-                .cpus_allowed_list
-                .map(|ranges| ranges.into_iter().flat_map(|(a, b)| a..=b).collect())
-                .unwrap_or_default();
             out.push(Task {
                 pid: t.pid,
                 tid: t.tid,

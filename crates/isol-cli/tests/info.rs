@@ -1,0 +1,153 @@
+//! `isol info` and `isol doctor` on the host, as root, as an unprivileged
+//! user, and with tracefs unmounted (in a private mount namespace).
+
+use serde_json::Value;
+use std::process::{Command, Output};
+
+const ISOL: &str = env!("CARGO_BIN_EXE_isol");
+const NOBODY: &str = "65534";
+
+fn is_root() -> bool {
+    nix_euid() == 0
+}
+
+fn nix_euid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap()
+}
+
+/// Run a shell snippet, as nobody when `unprivileged`, in a private mount
+/// namespace with tracefs unmounted when `no_tracefs`.
+fn sh(script: &str, unprivileged: bool, no_tracefs: bool) -> Output {
+    let mut inner = String::new();
+    if no_tracefs {
+        inner.push_str(
+            "umount /sys/kernel/debug/tracing 2>/dev/null; umount /sys/kernel/tracing 2>/dev/null; \
+             ! grep -q ' tracefs ' /proc/self/mounts || { echo 'tracefs still mounted' >&2; exit 99; }; ",
+        );
+    }
+    if unprivileged && is_root() {
+        inner.push_str(&format!(
+            "exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups --inh-caps=-all sh -c '{script}'"
+        ));
+    } else {
+        inner.push_str(script);
+    }
+    let out = if no_tracefs {
+        assert!(
+            is_root(),
+            "the missing-tracefs tests need root (CI runs as root)"
+        );
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &inner])
+            .output()
+    } else {
+        Command::new("sh").args(["-c", &inner]).output()
+    }
+    .expect("spawn");
+    assert_ne!(out.status.code(), Some(99), "could not unmount tracefs");
+    out
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn info_json_describes_this_host() {
+    let out = Command::new(ISOL)
+        .args(["info", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v = json(&out);
+    assert_eq!(v["schema"], "isol.info/1");
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    assert_eq!(v["cpus"]["online"], online.trim());
+    assert_eq!(
+        v["per_cpu"].as_array().unwrap().len(),
+        v["topology"]["cpus"].as_array().unwrap().len()
+    );
+    // Every device IRQ listed under a CPU really is delivered there.
+    for c in v["per_cpu"].as_array().unwrap() {
+        let cpu = c["cpu"].as_u64().unwrap() as u32;
+        for irq in c["irqs"].as_array().unwrap() {
+            let eff = isol_cpulist::CpuSet::parse(irq["effective"].as_str().unwrap()).unwrap();
+            assert!(eff.contains(cpu), "{irq}");
+        }
+    }
+    // This development kernel and CI's have no NO_HZ_FULL; then isol must
+    // say so, report nothing nohz_full, and still succeed.
+    let has_nohz = std::path::Path::new("/sys/devices/system/cpu/nohz_full").exists();
+    assert_eq!(v["features"]["nohz_full_support"], has_nohz);
+    if !has_nohz {
+        assert_eq!(v["cpus"]["nohz_full"], "");
+        assert!(v["missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["what"] == "nohz_full"));
+        let text = Command::new(ISOL).arg("info").output().unwrap();
+        assert!(text.status.success());
+        let s = String::from_utf8_lossy(&text.stdout);
+        assert!(s.contains("no NO_HZ_FULL"), "{s}");
+        let isolated = std::fs::read_to_string("/sys/devices/system/cpu/isolated").unwrap();
+        if isolated.trim().is_empty() {
+            assert!(s.contains("Isolated  none"), "{s}");
+        }
+    }
+}
+
+#[test]
+fn unprivileged_doctor_names_the_missing_privilege() {
+    let out = sh(&format!("{ISOL} doctor"), true, false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("missing root"), "{err}");
+    assert!(err.contains("CAP_BPF"), "{err}");
+    let out = sh(&format!("{ISOL} doctor --json"), true, false);
+    let v = json(&out);
+    assert_eq!(v["ready"], false);
+    assert!(v["capture"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["what"] == "root"));
+    // info itself still works unprivileged, and says who it runs as.
+    let out = sh(&format!("{ISOL} info"), true, false);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("uid 65534"));
+}
+
+#[test]
+fn missing_tracefs_is_named_with_its_fix() {
+    // Root: tracefs can be mounted on demand, so capture is not blocked.
+    let out = sh(&format!("{ISOL} info --json"), false, true);
+    let v = json(&out);
+    assert_eq!(v["features"]["tracefs"]["state"], "mountable");
+    assert!(v["features"]["tracepoints"].as_object().unwrap().is_empty());
+    assert!(v["features"]["context_tracking"].is_null());
+    let out = sh(&format!("{ISOL} info"), false, true);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not mounted (isol can mount it)"));
+
+    // Unprivileged: tracefs is missing and cannot be mounted: say so.
+    let out = sh(&format!("{ISOL} doctor"), true, true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("missing tracefs"), "{err}");
+    assert!(err.contains("mounting it needs CAP_SYS_ADMIN"), "{err}");
+    assert!(
+        err.contains("mount -t tracefs nodev /sys/kernel/tracing"),
+        "{err}"
+    );
+}
