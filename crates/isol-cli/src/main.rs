@@ -24,6 +24,14 @@ enum Command {
     Info(cmd::info::Args),
     /// Check that isol can capture on this machine; name what is missing.
     Doctor(cmd::doctor::Args),
+    /// Watch every interruption of isolated CPUs (or a process), with its cause.
+    Watch(cmd::watch::Args),
+    /// Check the isolation settings of CPUs against the quiet-CPU checklist.
+    Audit(cmd::audit::Args),
+    /// Make the audit's runtime fixes (journaled); print boot parameters needed.
+    Apply(cmd::apply::Args),
+    /// Restore every value isol apply changed, byte for byte.
+    Revert(cmd::revert::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +39,10 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Command::Info(a) => cmd::info::run(a),
         Command::Doctor(a) => cmd::doctor::run(a),
+        Command::Watch(a) => cmd::watch::run(a),
+        Command::Audit(a) => cmd::audit::run(a),
+        Command::Apply(a) => cmd::apply::run(a),
+        Command::Revert(a) => cmd::revert::run(a),
     };
     match r {
         Ok(code) => code,

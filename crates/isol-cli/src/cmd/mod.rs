@@ -1,4 +1,8 @@
 //! One module per subcommand, as rtla has one file per tool mode.
 
+pub mod apply;
+pub mod audit;
 pub mod doctor;
 pub mod info;
+pub mod revert;
+pub mod watch;

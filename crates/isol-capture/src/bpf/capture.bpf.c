@@ -1,0 +1,779 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * isol capture: every interruption of the watched CPUs, with its cause.
+ *
+ * These programs run ON the CPU the user protects, so they stay small:
+ * per-CPU state, no loops over unbounded data, no wakeups (ring buffer
+ * records are submitted with BPF_RB_NO_WAKEUP and read by a poller on a
+ * housekeeping CPU), and nothing is dropped without being counted.
+ *
+ * An "episode" is one interruption: it opens at the first handler entry
+ * (or at context_tracking:user_exit on nohz_full CPUs, which gives the
+ * exact user/kernel boundary), collects the nested causes in a chain, and
+ * closes when the outermost handler exits (or at user_enter).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "capture.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by the loader before load. */
+const volatile __u64 watch_mask[WATCH_WORDS] = {};
+const volatile __u32 target_tgid = 0;   /* --pid mode: follow this process */
+const volatile __u8 want_syscalls = 0;  /* report the task's own syscalls */
+
+/* Non-zero while any strict registration may exist: skips two hash
+ * lookups per entry otherwise. User space owns it. */
+__u32 strict_count = 0;
+
+/* Set by user space once every program is attached: an episode whose
+ * entry fired before its exit program was attached would never balance. */
+__u32 armed = 0;
+
+struct cpu_state {
+	__u64 start;
+	__u32 depth;
+	__u32 flags;
+	__u32 nchain;
+	__u32 tid;
+	__u32 tgid;
+	__u8 exact;     /* opened by user_exit: closes at user_enter */
+	__u8 sched;     /* opened by a context switch: closes on switch back */
+	__u8 isol_irq_work; /* our own signal's irq_work is pending */
+	__u8 pad;
+	__u32 sched_prev; /* pid switched away from */
+	char comm[TASK_COMM];
+	struct cause chain[MAX_CHAIN];
+	struct sender sender;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cpu_state);
+} state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct agg_key);
+	__type(value, struct agg_val);
+} agg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DROP_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 4096);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, 32 * sizeof(__u64));
+} stacks SEC(".maps");
+
+/* Sender of a queued csd, keyed by the csd pointer (sender side writes,
+ * target side reads and deletes). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct sender);
+} csd_senders SEC(".maps");
+
+/* Last plain IPI (reschedule, irq_work) sent to each CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct sender);
+} ipi_senders SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct strict_cfg);
+} strict SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct strict_break);
+} breaks SEC(".maps");
+
+static __always_inline void drop(__u32 what)
+{
+	__u64 *c = bpf_map_lookup_elem(&drops, &what);
+	if (c)
+		(*c)++;
+}
+
+static __always_inline bool cpu_watched(__u32 cpu)
+{
+	if (!armed)
+		return false;
+	__u32 w = cpu >> 6;
+
+	/* Keep clang from folding the check into a form the verifier
+	 * cannot follow. */
+	barrier_var(w);
+	if (w >= WATCH_WORDS)
+		return false;
+	return watch_mask[w] & (1ULL << (cpu & 63));
+}
+
+static __always_inline bool watched_here(void)
+{
+	if (!armed)
+		return false;
+	if (target_tgid)
+		return (bpf_get_current_pid_tgid() >> 32) == target_tgid;
+	return cpu_watched(bpf_get_smp_processor_id());
+}
+
+static __always_inline struct cpu_state *cur_state(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&state, &zero);
+}
+
+static __always_inline __u32 log2_bucket(__u64 v)
+{
+	__u32 r = 0;
+	/* Unrolled binary search: constant cost, verifier friendly. */
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) { r += 1; }
+	return r < HIST_BUCKETS ? r : HIST_BUCKETS - 1;
+}
+
+/* Strict mode: if the current task is registered and `class` breaks its
+ * isolation, signal it now (before the return to user, so it runs no
+ * further instruction), clear its registration, keep the cause. */
+static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 kind,
+					 __u32 arg, __u64 addr)
+{
+	struct strict_cfg *cfg;
+	__u64 id;
+	__u32 tid, tgid, key;
+
+	if (!strict_count)
+		return;
+	id = bpf_get_current_pid_tgid();
+	tid = (__u32)id;
+	tgid = id >> 32;
+	key = tid;
+	cfg = bpf_map_lookup_elem(&strict, &key);
+	if (!cfg) {
+		key = tgid | 0x80000000u; /* whole-process registration */
+		cfg = bpf_map_lookup_elem(&strict, &key);
+		if (!cfg)
+			return;
+	}
+	if (!(cfg->classes & (1u << class)))
+		return;
+
+	struct strict_break b = {};
+	b.ts_ns = bpf_ktime_get_ns();
+	b.cpu = bpf_get_smp_processor_id();
+	b.tid = tid;
+	b.signal = cfg->signal;
+	b.cause.class = class;
+	b.cause.kind = kind;
+	b.cause.arg = arg;
+	b.cause.addr = addr;
+	if (cfg->progress_addr)
+		bpf_probe_read_user(&b.progress, sizeof(b.progress),
+				    (void *)cfg->progress_addr);
+	bpf_send_signal_thread(b.signal);
+	/* One break per activation: the task must re-register. Per-thread
+	 * registrations are removed; a process registration stays for its
+	 * other threads but this thread is recorded as broken. */
+	if (key == tid)
+		bpf_map_delete_elem(&strict, &key);
+	bpf_map_update_elem(&breaks, &tid, &b, BPF_ANY);
+	if (st) {
+		st->flags |= REC_STRICT_BREAK;
+		/* From hard-IRQ context the signal is delivered by an irq_work
+		 * self-IPI: that one is isol's, not the application's. */
+		st->isol_irq_work = 1;
+	}
+}
+
+static __always_inline void add_cause(struct cpu_state *st, __u8 class, __u8 kind,
+				      __u32 arg, __u64 addr)
+{
+	__u32 n = st->nchain;
+	if (n >= MAX_CHAIN) {
+		st->flags |= REC_TRUNCATED;
+		return;
+	}
+	st->chain[n].class = class;
+	st->chain[n].kind = kind;
+	st->chain[n].arg = arg;
+	st->chain[n].addr = addr;
+	st->nchain = n + 1;
+}
+
+static __always_inline void open_episode(struct cpu_state *st, __u64 now)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 id = bpf_get_current_pid_tgid();
+
+	st->start = now;
+	st->depth = 0;
+	st->flags = 0;
+	st->nchain = 0;
+	st->exact = 0;
+	st->sched = 0;
+	st->tid = (__u32)id;
+	st->tgid = id >> 32;
+	st->sender.valid = 0;
+	if (st->tid == 0)
+		st->flags |= REC_IDLE;
+	bpf_probe_read_kernel_str(st->comm, sizeof(st->comm), t->comm);
+}
+
+/* The primary cause: chain[0]'s class, refined by the most telling detail
+ * found deeper (the function an IPI ran, a timer's callback, a work item). */
+static __always_inline void primary_of(struct cpu_state *st, struct cause *p)
+{
+	*p = st->chain[0];
+	for (int i = 1; i < MAX_CHAIN; i++) {
+		if (i >= st->nchain)
+			break;
+		struct cause *c = &st->chain[i];
+		if ((p->class == CLASS_IPI && c->kind == KIND_CSD_FUNCTION) ||
+		    (p->class == CLASS_TIMER && (c->kind == KIND_TIMER_FN || c->kind == KIND_HRTIMER_FN)) ||
+		    (p->class == CLASS_SCHED && c->kind == KIND_WORK)) {
+			p->addr = c->addr;
+			break;
+		}
+	}
+}
+
+static __always_inline void aggregate(__u32 cpu, struct cause *p, __u64 dur)
+{
+	struct agg_key k = {};
+	struct agg_val *v;
+
+	k.cpu = cpu;
+	k.class = p->class;
+	k.kind = p->kind;
+	/* Data addresses would make one row per fault: not in the key. */
+	if (p->kind != KIND_PAGE_FAULT) {
+		k.arg = p->arg;
+		k.addr = p->addr;
+	}
+	v = bpf_map_lookup_elem(&agg, &k);
+	if (!v) {
+		struct agg_val zero = {};
+		/* Fails when full, or when another CPU inserted it first. */
+		bpf_map_update_elem(&agg, &k, &zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&agg, &k);
+		if (!v) {
+			drop(DROP_AGG);
+			return;
+		}
+	}
+	v->count++;
+	v->total_ns += dur;
+	if (dur > v->max_ns)
+		v->max_ns = dur;
+	v->hist[log2_bucket(dur)]++;
+}
+
+static __always_inline void close_episode(struct cpu_state *st, __u64 now)
+{
+	struct record *r;
+	struct cause p;
+	__u32 cpu = bpf_get_smp_processor_id();
+	__u64 start = st->start;
+	__u64 dur = now - start;
+
+	if (st->nchain == 0)
+		add_cause(st, CLASS_EXCEPTION, KIND_KERNEL_ENTRY, 0, 0);
+	primary_of(st, &p);
+	st->start = 0;
+	if (p.class == CLASS_SYSCALL && !want_syscalls)
+		return;
+	aggregate(cpu, &p, dur);
+
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		drop(DROP_RINGBUF);
+		return;
+	}
+	r->start_ns = start;
+	r->duration_ns = dur;
+	r->cpu = cpu;
+	r->tid = st->tid;
+	r->tgid = st->tgid;
+	r->flags = st->flags | (st->exact ? REC_EXACT : 0);
+	r->nchain = st->nchain;
+	r->pad = 0;
+	__builtin_memcpy(r->comm, st->comm, TASK_COMM);
+	r->primary = p;
+	__builtin_memcpy(r->chain, st->chain, sizeof(r->chain));
+	__builtin_memcpy(&r->sender, &st->sender, sizeof(r->sender));
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+}
+
+/* A handler begins on this CPU. */
+static __always_inline void enter(__u8 class, __u8 kind, __u32 arg, __u64 addr)
+{
+	struct cpu_state *st;
+
+	if (!watched_here())
+		return;
+	st = cur_state();
+	if (!st)
+		return;
+	if (!st->start)
+		open_episode(st, bpf_ktime_get_ns());
+	add_cause(st, class, kind, arg, addr);
+	st->depth++;
+	strict_check(st, class, kind, arg, addr);
+}
+
+/* A handler ends. */
+static __always_inline void leave(void)
+{
+	struct cpu_state *st;
+
+	if (!watched_here())
+		return;
+	st = cur_state();
+	if (!st || !st->start)
+		return;
+	if (st->depth == 0) {
+		drop(DROP_NESTING);
+		return;
+	}
+	st->depth--;
+	if (st->depth == 0 && !st->exact && !st->sched)
+		close_episode(st, bpf_ktime_get_ns());
+}
+
+/* A detail inside an open episode (timer callback, work item, TLB flush). */
+static __always_inline void detail(__u8 class, __u8 kind, __u32 arg, __u64 addr)
+{
+	struct cpu_state *st;
+
+	if (!watched_here())
+		return;
+	st = cur_state();
+	if (st && st->start)
+		add_cause(st, class, kind, arg, addr);
+}
+
+/* ---- device IRQs, softirqs ---- */
+
+SEC("tp_btf/irq_handler_entry")
+int BPF_PROG(irq_entry, int irq, struct irqaction *action)
+{
+	enter(CLASS_IRQ, KIND_DEVICE_IRQ, irq, 0);
+	return 0;
+}
+
+SEC("tp_btf/irq_handler_exit")
+int BPF_PROG(irq_exit, int irq, struct irqaction *action, int ret)
+{
+	leave();
+	return 0;
+}
+
+SEC("tp_btf/softirq_entry")
+int BPF_PROG(softirq_entry, unsigned int vec)
+{
+	enter(CLASS_SOFTIRQ, KIND_SOFTIRQ, vec, 0);
+	return 0;
+}
+
+SEC("tp_btf/softirq_exit")
+int BPF_PROG(softirq_exit, unsigned int vec)
+{
+	leave();
+	return 0;
+}
+
+/* ---- x86 system vectors: local timer and IPIs ---- */
+
+SEC("tp_btf/local_timer_entry")
+int BPF_PROG(local_timer_entry, int vector)
+{
+	enter(CLASS_TIMER, KIND_LOCAL_TIMER, vector, 0);
+	return 0;
+}
+
+SEC("tp_btf/local_timer_exit")
+int BPF_PROG(local_timer_exit, int vector)
+{
+	leave();
+	return 0;
+}
+
+/* Attach the sender recorded by ipi_send_cpu to the open episode. */
+static __always_inline void plain_ipi_sender(void)
+{
+	struct cpu_state *st = cur_state();
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct sender *s;
+
+	if (!st || st->sender.valid)
+		return;
+	s = bpf_map_lookup_elem(&ipi_senders, &cpu);
+	if (s && s->valid) {
+		__builtin_memcpy(&st->sender, s, sizeof(*s));
+		s->valid = 0;
+	}
+}
+
+SEC("tp_btf/call_function_entry")
+int BPF_PROG(call_function_entry, int vector)
+{
+	enter(CLASS_IPI, KIND_CALL_FUNCTION, vector, 0);
+	return 0;
+}
+
+SEC("tp_btf/call_function_exit")
+int BPF_PROG(call_function_exit, int vector)
+{
+	leave();
+	return 0;
+}
+
+SEC("tp_btf/call_function_single_entry")
+int BPF_PROG(call_function_single_entry, int vector)
+{
+	enter(CLASS_IPI, KIND_CALL_FUNCTION_SINGLE, vector, 0);
+	return 0;
+}
+
+SEC("tp_btf/call_function_single_exit")
+int BPF_PROG(call_function_single_exit, int vector)
+{
+	leave();
+	return 0;
+}
+
+SEC("tp_btf/reschedule_entry")
+int BPF_PROG(reschedule_entry, int vector)
+{
+	enter(CLASS_IPI, KIND_RESCHEDULE, vector, 0);
+	if (watched_here())
+		plain_ipi_sender();
+	return 0;
+}
+
+SEC("tp_btf/reschedule_exit")
+int BPF_PROG(reschedule_exit, int vector)
+{
+	leave();
+	return 0;
+}
+
+SEC("tp_btf/irq_work_entry")
+int BPF_PROG(irq_work_entry, int vector)
+{
+	struct cpu_state *st;
+
+	if (!watched_here())
+		return 0;
+	st = cur_state();
+	if (st && st->isol_irq_work) {
+		st->isol_irq_work = 0;
+		enter(CLASS_IPI, KIND_ISOL_SIGNAL, vector, 0);
+		return 0;
+	}
+	enter(CLASS_IPI, KIND_IRQ_WORK, vector, 0);
+	plain_ipi_sender();
+	return 0;
+}
+
+SEC("tp_btf/irq_work_exit")
+int BPF_PROG(irq_work_exit, int vector)
+{
+	leave();
+	return 0;
+}
+
+/* ---- IPI senders (run on the sending, housekeeping CPU) ---- */
+
+static __always_inline void fill_sender(void *ctx, struct sender *s, __u64 callsite, __u64 func)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	s->callsite = callsite;
+	s->func = func;
+	s->cpu = bpf_get_smp_processor_id();
+	s->pid = (__u32)id;
+	s->valid = 1;
+	bpf_get_current_comm(s->comm, sizeof(s->comm));
+	s->stack_id = bpf_get_stackid(ctx, &stacks, 0);
+	if (s->stack_id < 0)
+		drop(DROP_STACK);
+}
+
+/* raw_tp: tp_btf refuses a function-pointer argument (smp_call_func_t). */
+SEC("raw_tp/csd_queue_cpu")
+int BPF_PROG(csd_queue_cpu, unsigned int cpu, unsigned long callsite, void *func, void *csd)
+{
+	struct sender s = {};
+	__u64 key = (__u64)csd;
+
+	if (!cpu_watched(cpu))
+		return 0;
+	fill_sender(ctx, &s, callsite, (__u64)func);
+	if (bpf_map_update_elem(&csd_senders, &key, &s, BPF_ANY))
+		drop(DROP_SENDER);
+	return 0;
+}
+
+SEC("tp_btf/ipi_send_cpu")
+int BPF_PROG(ipi_send_cpu, unsigned int cpu, unsigned long callsite, void *callback)
+{
+	struct sender s = {};
+
+	/* csd IPIs are paired by csd_queue_cpu; this keeps the others. */
+	if (!cpu_watched(cpu) || callback)
+		return 0;
+	fill_sender(ctx, &s, callsite, 0);
+	if (bpf_map_update_elem(&ipi_senders, &cpu, &s, BPF_ANY))
+		drop(DROP_SENDER);
+	return 0;
+}
+
+/* ---- the function an IPI ran on the target ---- */
+
+SEC("raw_tp/csd_function_entry")
+int BPF_PROG(csd_function_entry, void *func, void *csd)
+{
+	struct cpu_state *st;
+	struct sender *s;
+	__u64 key = (__u64)csd;
+
+	if (!watched_here())
+		return 0;
+	st = cur_state();
+	if (!st || !st->start)
+		return 0;
+	add_cause(st, CLASS_IPI, KIND_CSD_FUNCTION, 0, (__u64)func);
+	s = bpf_map_lookup_elem(&csd_senders, &key);
+	if (s) {
+		if (!st->sender.valid)
+			__builtin_memcpy(&st->sender, s, sizeof(*s));
+		bpf_map_delete_elem(&csd_senders, &key);
+	}
+	return 0;
+}
+
+/* ---- details inside an episode ---- */
+
+SEC("tp_btf/timer_expire_entry")
+int BPF_PROG(timer_expire_entry, struct timer_list *timer, unsigned long baseclk)
+{
+	detail(CLASS_TIMER, KIND_TIMER_FN, 0, (__u64)BPF_CORE_READ(timer, function));
+	return 0;
+}
+
+SEC("tp_btf/hrtimer_expire_entry")
+int BPF_PROG(hrtimer_expire_entry, struct hrtimer *hrtimer, ktime_t *now)
+{
+	detail(CLASS_TIMER, KIND_HRTIMER_FN, 0, (__u64)BPF_CORE_READ(hrtimer, function));
+	return 0;
+}
+
+SEC("tp_btf/workqueue_execute_start")
+int BPF_PROG(workqueue_execute_start, struct work_struct *work)
+{
+	detail(CLASS_WORKQUEUE, KIND_WORK, 0, (__u64)BPF_CORE_READ(work, func));
+	return 0;
+}
+
+SEC("tp_btf/tlb_flush")
+int BPF_PROG(tlb_flush, int reason, unsigned long pages)
+{
+	detail(CLASS_IPI, KIND_TLB_FLUSH, reason, pages);
+	return 0;
+}
+
+/* ---- exceptions ---- */
+
+SEC("tp_btf/page_fault_user")
+int BPF_PROG(page_fault_user, unsigned long address, struct pt_regs *regs, unsigned long error_code)
+{
+	struct cpu_state *st;
+	__u64 now;
+
+	if (!watched_here())
+		return 0;
+	st = cur_state();
+	if (!st)
+		return 0;
+	strict_check(st, CLASS_EXCEPTION, KIND_PAGE_FAULT, error_code, address);
+	if (st->start) {
+		add_cause(st, CLASS_EXCEPTION, KIND_PAGE_FAULT, error_code, address);
+		return 0;
+	}
+	/* No exit tracepoint: outside context tracking it is a point event. */
+	now = bpf_ktime_get_ns();
+	open_episode(st, now);
+	add_cause(st, CLASS_EXCEPTION, KIND_PAGE_FAULT, error_code, address);
+	st->flags |= REC_NO_DURATION;
+	close_episode(st, now);
+	return 0;
+}
+
+/* ---- NMIs: a record of their own; never touch the interrupted state ---- */
+
+SEC("tp_btf/nmi_handler")
+int BPF_PROG(nmi_handler, void *handler, s64 delta_ns, int handled)
+{
+	struct record *r;
+	struct cause c = {};
+	__u32 cpu = bpf_get_smp_processor_id();
+
+	if (!watched_here())
+		return 0;
+	c.class = CLASS_NMI;
+	c.kind = KIND_NMI;
+	c.addr = (__u64)handler;
+	aggregate(cpu, &c, delta_ns);
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		drop(DROP_RINGBUF);
+		return 0;
+	}
+	__builtin_memset(r, 0, sizeof(*r));
+	r->duration_ns = delta_ns;
+	r->start_ns = bpf_ktime_get_ns() - delta_ns;
+	r->cpu = cpu;
+	r->tid = (__u32)bpf_get_current_pid_tgid();
+	r->tgid = bpf_get_current_pid_tgid() >> 32;
+	r->nchain = 1;
+	r->primary = c;
+	r->chain[0] = c;
+	bpf_get_current_comm(r->comm, sizeof(r->comm));
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+/* ---- preemption: another task runs on the watched CPU ---- */
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	struct cpu_state *st;
+	__u32 prev_pid = prev->pid, next_pid = next->pid;
+	bool next_kthread = next->flags & 0x00200000; /* PF_KTHREAD */
+	__u64 now;
+
+	if (target_tgid) {
+		if (prev->tgid != target_tgid)
+			return 0;
+	} else if (!cpu_watched(bpf_get_smp_processor_id())) {
+		return 0;
+	}
+	st = cur_state();
+	if (!st)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (st->start && st->sched) {
+		/* Back to the task that was displaced: the episode ends. */
+		if (next_pid == st->sched_prev || !next_kthread)
+			close_episode(st, now);
+		return 0;
+	}
+	/* A kernel thread displacing the task (or idle), or any task
+	 * preempting a running one: that is an interruption. */
+	if (!next_kthread && !(preempt && prev_pid))
+		return 0;
+	if (next_pid == 0)
+		return 0;
+	strict_check(st, CLASS_SCHED, KIND_PREEMPT, next_pid, 0);
+	if (!st->start)
+		open_episode(st, now);
+	st->sched = 1;
+	st->sched_prev = prev_pid;
+	add_cause(st, CLASS_SCHED, KIND_PREEMPT, next_pid, 0);
+	return 0;
+}
+
+/* ---- exact user/kernel boundaries on nohz_full CPUs ---- */
+
+SEC("tp_btf/user_exit")
+int BPF_PROG(user_exit, int dummy)
+{
+	struct cpu_state *st;
+	struct pt_regs *regs;
+	__u64 now;
+	long orig_ax, ax;
+
+	if (!watched_here())
+		return 0;
+	st = cur_state();
+	if (!st)
+		return 0;
+	/* On x86-64 syscall entry sets ax = -ENOSYS and orig_ax = nr; an
+	 * interrupt or exception leaves the user's ax there. */
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	orig_ax = BPF_CORE_READ(regs, orig_ax);
+	ax = BPF_CORE_READ(regs, ax);
+	if (orig_ax >= 0 && ax == -38 /* -ENOSYS */) {
+		strict_check(st, CLASS_SYSCALL, KIND_SYSCALL, orig_ax, 0);
+		if (!want_syscalls)
+			return 0; /* the task's own call: not an interruption */
+		now = bpf_ktime_get_ns();
+		open_episode(st, now);
+		st->exact = 1;
+		add_cause(st, CLASS_SYSCALL, KIND_SYSCALL, orig_ax, 0);
+		return 0;
+	}
+	now = bpf_ktime_get_ns();
+	open_episode(st, now);
+	st->exact = 1;
+	return 0;
+}
+
+SEC("tp_btf/user_enter")
+int BPF_PROG(user_enter, int dummy)
+{
+	struct cpu_state *st;
+
+	if (!watched_here())
+		return 0;
+	st = cur_state();
+	if (st && st->start && st->exact)
+		close_episode(st, bpf_ktime_get_ns());
+	return 0;
+}
+
+/* ---- the task's own syscalls: attached only when strict mode or
+ * --syscalls needs them, because any program here costs every syscall
+ * on every CPU ---- */
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
+{
+	if (!watched_here())
+		return 0;
+	strict_check(cur_state(), CLASS_SYSCALL, KIND_SYSCALL, id, 0);
+	return 0;
+}

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Structures shared by capture.bpf.c and the Rust side (record.rs mirrors
+ * them; a test checks the sizes match). Keep every field naturally aligned.
+ */
+#ifndef ISOL_CAPTURE_H
+#define ISOL_CAPTURE_H
+
+#define MAX_CHAIN 8
+#define HIST_BUCKETS 32
+#define WATCH_WORDS 128 /* 8192 CPUs */
+#define TASK_COMM 16
+
+enum isol_class {
+	CLASS_NONE = 0,
+	CLASS_IRQ = 1,
+	CLASS_IPI = 2,
+	CLASS_TIMER = 3,
+	CLASS_SOFTIRQ = 4,
+	CLASS_NMI = 5,
+	CLASS_EXCEPTION = 6,
+	CLASS_SYSCALL = 7,
+	CLASS_SCHED = 8,
+	CLASS_WORKQUEUE = 9,
+};
+
+/* What exactly, within a class. `arg`/`addr` of struct cause say more. */
+enum isol_kind {
+	KIND_NONE = 0,
+	KIND_DEVICE_IRQ = 1,      /* arg: irq number */
+	KIND_LOCAL_TIMER = 2,
+	KIND_TIMER_FN = 3,        /* addr: timer_list callback */
+	KIND_HRTIMER_FN = 4,      /* addr: hrtimer callback */
+	KIND_CALL_FUNCTION = 5,
+	KIND_CALL_FUNCTION_SINGLE = 6,
+	KIND_RESCHEDULE = 7,
+	KIND_IRQ_WORK = 8,
+	KIND_CSD_FUNCTION = 9,    /* addr: function the IPI ran */
+	KIND_SOFTIRQ = 10,        /* arg: vector */
+	KIND_NMI = 11,            /* addr: handler */
+	KIND_PAGE_FAULT = 12,     /* addr: fault address, arg: error code */
+	KIND_TLB_FLUSH = 13,      /* arg: reason */
+	KIND_SYSCALL = 14,        /* arg: syscall number */
+	KIND_PREEMPT = 15,        /* arg: pid of the task that ran */
+	KIND_WORK = 16,           /* addr: work function */
+	KIND_KERNEL_ENTRY = 17,   /* user->kernel with no other cause seen */
+	KIND_ISOL_SIGNAL = 18,    /* isol's own strict-mode signal irq_work */
+};
+
+struct cause {
+	__u8 class;
+	__u8 kind;
+	__u16 pad;
+	__u32 arg;
+	__u64 addr;
+};
+
+struct sender {
+	__u64 callsite;
+	__u64 func;
+	__s32 stack_id; /* into `stacks`, <0 if none */
+	__u32 cpu;
+	__u32 pid;
+	__u32 valid;
+	char comm[TASK_COMM];
+};
+
+/* Record flags */
+#define REC_EXACT (1u << 0)       /* bounded by context tracking */
+#define REC_TRUNCATED (1u << 1)   /* more than MAX_CHAIN causes */
+#define REC_STRICT_BREAK (1u << 2)/* this entry broke a strict task */
+#define REC_NO_DURATION (1u << 3) /* point event (fault outside nohz_full) */
+#define REC_IDLE (1u << 4)        /* the CPU was idle */
+
+/* One interruption. */
+struct record {
+	__u64 start_ns; /* CLOCK_MONOTONIC */
+	__u64 duration_ns;
+	__u32 cpu;
+	__u32 tid;
+	__u32 tgid;
+	__u32 flags;
+	__u32 nchain;
+	__u32 pad;
+	char comm[TASK_COMM];
+	struct cause primary; /* class/kind of chain[0], addr/arg refined */
+	struct cause chain[MAX_CHAIN];
+	struct sender sender;
+};
+
+/* Aggregation per CPU x primary cause. */
+struct agg_key {
+	__u32 cpu;
+	__u8 class;
+	__u8 kind;
+	__u16 pad;
+	__u32 arg;
+	__u32 pad2;
+	__u64 addr;
+};
+
+struct agg_val {
+	__u64 count;
+	__u64 total_ns;
+	__u64 max_ns;
+	__u64 hist[HIST_BUCKETS]; /* log2(ns) */
+};
+
+/* Counters of everything dropped; index into the `drops` per-CPU array. */
+enum isol_drop {
+	DROP_RINGBUF = 0,   /* ring buffer full: record lost, aggregate kept */
+	DROP_AGG = 1,       /* aggregation map full: counted here only */
+	DROP_STACK = 2,     /* sender stack not captured */
+	DROP_SENDER = 3,    /* sender table full */
+	DROP_NESTING = 4,   /* unbalanced entry/exit seen (recovered) */
+	DROP_MAX = 5,
+};
+
+/* Strict-mode registration, keyed by tid (or by tgid with STRICT_PROCESS). */
+#define STRICT_PROCESS (1u << 0)
+struct strict_cfg {
+	__u32 signal;
+	__u32 flags;
+	__u32 classes; /* bit per enum isol_class that breaks isolation */
+	__u32 pad;
+	__u64 progress_addr; /* user address of a u64 read at break time, or 0 */
+};
+
+struct strict_break {
+	__u64 ts_ns;
+	__u64 progress; /* value at progress_addr when the break happened */
+	__u32 cpu;
+	__u32 tid;
+	__u32 signal;
+	__u32 pad;
+	struct cause cause;
+};
+
+/* The Rust mirrors in record.rs rely on these sizes. */
+_Static_assert(sizeof(struct cause) == 16, "cause layout");
+_Static_assert(sizeof(struct sender) == 48, "sender layout");
+_Static_assert(sizeof(struct record) == 248, "record layout");
+_Static_assert(sizeof(struct agg_key) == 24, "agg_key layout");
+_Static_assert(sizeof(struct agg_val) == 24 + 8 * HIST_BUCKETS, "agg_val layout");
+_Static_assert(sizeof(struct strict_cfg) == 24, "strict_cfg layout");
+_Static_assert(sizeof(struct strict_break) == 48, "strict_break layout");
+
+#endif

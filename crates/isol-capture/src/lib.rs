@@ -1,0 +1,55 @@
+//! isol's capture engine: BPF programs on the kernel's entry tracepoints
+//! record every interruption of the watched CPUs with its cause chain and,
+//! for IPIs, the sender's CPU, task, callsite and stack; strict mode
+//! signals a registered task on its first interruption.
+
+mod skel {
+    #![allow(clippy::all, unused_imports, dead_code)]
+    include!(concat!(env!("OUT_DIR"), "/capture.skel.rs"));
+}
+
+pub mod capture;
+pub mod cause;
+pub mod ksyms;
+pub mod record;
+pub mod strict;
+
+pub use capture::{Capture, Options};
+pub use cause::{Class, Kind};
+pub use record::{Cause, Record};
+pub use strict::{StrictBreak, StrictConfig};
+
+use serde::Serialize;
+
+/// In-kernel aggregate for one CPU and primary cause.
+#[derive(Debug, Clone, Serialize)]
+pub struct Aggregate {
+    pub cpu: u32,
+    pub cause: Cause,
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+    /// Counts per log2(ns) bucket: bucket i holds [2^i, 2^(i+1)) ns.
+    pub hist: Vec<u64>,
+}
+
+/// What was dropped, by reason. Never silently: `isol watch` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Drops {
+    /// Records lost because the ring buffer was full (aggregates kept).
+    pub ringbuf: u64,
+    /// Interruptions not aggregated because the table was full.
+    pub aggregation: u64,
+    /// Sender stacks not captured.
+    pub stack: u64,
+    /// Senders not remembered (table full).
+    pub sender: u64,
+    /// Unbalanced handler exits seen (e.g. attached mid-handler).
+    pub nesting: u64,
+}
+
+impl Drops {
+    pub fn total(&self) -> u64 {
+        self.ringbuf + self.aggregation + self.stack + self.sender + self.nesting
+    }
+}

@@ -1,0 +1,367 @@
+//! Records from the BPF side: byte-exact mirrors of bpf/capture.h and
+//! their decoded, named form (the JSON of `isol watch --events`).
+
+use crate::cause::{softirq_name, tlb_reason, Class, Kind};
+use crate::ksyms::Ksyms;
+use serde::Serialize;
+use std::collections::HashMap;
+
+pub const MAX_CHAIN: usize = 8;
+pub const HIST_BUCKETS: usize = 32;
+
+pub const REC_EXACT: u32 = 1 << 0;
+pub const REC_TRUNCATED: u32 = 1 << 1;
+pub const REC_STRICT_BREAK: u32 = 1 << 2;
+pub const REC_NO_DURATION: u32 = 1 << 3;
+pub const REC_IDLE: u32 = 1 << 4;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct RawCause {
+    pub class: u8,
+    pub kind: u8,
+    pub pad: u16,
+    pub arg: u32,
+    pub addr: u64,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawSender {
+    pub callsite: u64,
+    pub func: u64,
+    pub stack_id: i32,
+    pub cpu: u32,
+    pub pid: u32,
+    pub valid: u32,
+    pub comm: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawRecord {
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub cpu: u32,
+    pub tid: u32,
+    pub tgid: u32,
+    pub flags: u32,
+    pub nchain: u32,
+    pub pad: u32,
+    pub comm: [u8; 16],
+    pub primary: RawCause,
+    pub chain: [RawCause; MAX_CHAIN],
+    pub sender: RawSender,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct RawAggKey {
+    pub cpu: u32,
+    pub class: u8,
+    pub kind: u8,
+    pub pad: u16,
+    pub arg: u32,
+    pub pad2: u32,
+    pub addr: u64,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct RawAggVal {
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+    pub hist: [u64; HIST_BUCKETS],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawStrictCfg {
+    pub signal: u32,
+    pub flags: u32,
+    pub classes: u32,
+    pub pad: u32,
+    pub progress_addr: u64,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawStrictBreak {
+    pub ts_ns: u64,
+    pub progress: u64,
+    pub cpu: u32,
+    pub tid: u32,
+    pub signal: u32,
+    pub pad: u32,
+    pub cause: RawCause,
+}
+
+/// Plain-old-data the BPF maps hold: any byte pattern is a valid value.
+pub unsafe trait Pod: Copy + Default {}
+unsafe impl Pod for RawRecord {}
+unsafe impl Pod for RawAggKey {}
+unsafe impl Pod for RawStrictCfg {}
+unsafe impl Pod for RawStrictBreak {}
+unsafe impl Pod for u64 {}
+
+pub fn from_bytes<T: Pod>(b: &[u8]) -> Option<T> {
+    if b.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: T is Pod (repr(C), all bit patterns valid), length checked,
+    // read_unaligned copes with the buffer's alignment.
+    Some(unsafe { std::ptr::read_unaligned(b.as_ptr() as *const T) })
+}
+
+pub fn as_bytes<T: Pod>(v: &T) -> &[u8] {
+    // SAFETY: T is repr(C) plain data; viewing it as bytes is sound.
+    unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
+}
+
+/// The agg value, read from bytes (no Default for big arrays).
+pub fn agg_val(b: &[u8]) -> Option<RawAggVal> {
+    if b.len() < std::mem::size_of::<RawAggVal>() {
+        return None;
+    }
+    // SAFETY: as in from_bytes.
+    Some(unsafe { std::ptr::read_unaligned(b.as_ptr() as *const RawAggVal) })
+}
+
+pub fn comm(b: &[u8; 16]) -> String {
+    let n = b.iter().position(|&c| c == 0).unwrap_or(16);
+    String::from_utf8_lossy(&b[..n]).into_owned()
+}
+
+/// A cause with names resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Cause {
+    pub class: Class,
+    pub kind: Kind,
+    /// Handler, callback or function name; IRQ name; vector name.
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub irq: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nr: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Sender {
+    pub cpu: u32,
+    pub pid: u32,
+    pub comm: String,
+    pub callsite: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub function: String,
+    /// Kernel stack of the sender, innermost first.
+    pub stack: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub cpu: u32,
+    pub tid: u32,
+    pub pid: u32,
+    pub comm: String,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    /// Bounded by context tracking (exact user/kernel boundary).
+    pub exact: bool,
+    /// The CPU was idle when interrupted.
+    pub idle: bool,
+    /// This interruption broke a strict-mode task.
+    pub strict_break: bool,
+    /// A point event: duration unknown (page fault outside nohz_full).
+    pub no_duration: bool,
+    /// More nested causes than the chain holds.
+    pub truncated: bool,
+    pub cause: Cause,
+    pub chain: Vec<Cause>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Sender>,
+}
+
+/// Turns raw records into named ones.
+pub struct Resolver {
+    pub ksyms: Ksyms,
+    pub irq_names: HashMap<u32, String>,
+}
+
+impl Resolver {
+    pub fn new() -> Resolver {
+        let irqs = isol_system::irq::Irqs::probe(&isol_system::Root::default());
+        Resolver {
+            ksyms: Ksyms::load(),
+            irq_names: irqs.device.into_iter().map(|i| (i.irq, i.name)).collect(),
+        }
+    }
+
+    pub fn cause(&self, c: &RawCause) -> Cause {
+        let class = Class::from_raw(c.class);
+        let kind = Kind::from_raw(c.kind);
+        let mut out = Cause {
+            class,
+            kind,
+            detail: String::new(),
+            irq: None,
+            vector: None,
+            address: None,
+            pid: None,
+            nr: None,
+        };
+        let func = || self.ksyms.name(c.addr);
+        out.detail = match kind {
+            Kind::DeviceIrq => {
+                out.irq = Some(c.arg);
+                self.irq_names
+                    .get(&c.arg)
+                    .cloned()
+                    .unwrap_or_else(|| format!("irq{}", c.arg))
+            }
+            Kind::LocalTimer => {
+                out.vector = Some(c.arg);
+                if c.addr != 0 {
+                    func()
+                } else {
+                    "local_timer".into()
+                }
+            }
+            Kind::CallFunction | Kind::CallFunctionSingle | Kind::Reschedule | Kind::IrqWork => {
+                out.vector = Some(c.arg);
+                if c.addr != 0 {
+                    func()
+                } else {
+                    kind.name().into()
+                }
+            }
+            Kind::TimerFn | Kind::HrtimerFn | Kind::CsdFunction | Kind::Work | Kind::Nmi => func(),
+            Kind::Softirq => {
+                out.vector = Some(c.arg);
+                softirq_name(c.arg).into()
+            }
+            Kind::PageFault => {
+                out.address = Some(format!("{:#x}", c.addr));
+                format!("page fault (error {:#x})", c.arg)
+            }
+            Kind::TlbFlush => tlb_reason(c.arg).into(),
+            Kind::Syscall => {
+                out.nr = Some(c.arg);
+                format!("syscall {}", c.arg)
+            }
+            Kind::Preempt => {
+                out.pid = Some(c.arg);
+                let comm = std::fs::read_to_string(format!("/proc/{}/comm", c.arg))
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|_| format!("pid {}", c.arg));
+                if c.addr != 0 {
+                    format!("{comm}: {}", func())
+                } else {
+                    comm
+                }
+            }
+            Kind::KernelEntry => "kernel entry with no traced cause".into(),
+            Kind::IsolSignal => "isol's own strict-mode signal (irq_work)".into(),
+            Kind::None => String::new(),
+        };
+        out
+    }
+
+    pub fn record(&self, r: &RawRecord, stack: impl Fn(i32) -> Vec<u64>) -> Record {
+        let n = (r.nchain as usize).min(MAX_CHAIN);
+        let sender = (r.sender.valid != 0).then(|| Sender {
+            cpu: r.sender.cpu,
+            pid: r.sender.pid,
+            comm: comm(&r.sender.comm),
+            callsite: self.ksyms.name(r.sender.callsite),
+            function: self.ksyms.name(r.sender.func),
+            stack: if r.sender.stack_id >= 0 {
+                stack(r.sender.stack_id)
+                    .into_iter()
+                    .map(|a| self.ksyms.name(a))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        });
+        Record {
+            cpu: r.cpu,
+            tid: r.tid,
+            pid: r.tgid,
+            comm: comm(&r.comm),
+            start_ns: r.start_ns,
+            duration_ns: r.duration_ns,
+            exact: r.flags & REC_EXACT != 0,
+            idle: r.flags & REC_IDLE != 0,
+            strict_break: r.flags & REC_STRICT_BREAK != 0,
+            no_duration: r.flags & REC_NO_DURATION != 0,
+            truncated: r.flags & REC_TRUNCATED != 0,
+            cause: self.cause(&r.primary),
+            chain: r.chain[..n].iter().map(|c| self.cause(c)).collect(),
+            sender,
+        }
+    }
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_match_capture_h() {
+        // The same numbers are _Static_assert-ed in bpf/capture.h.
+        assert_eq!(std::mem::size_of::<RawCause>(), 16);
+        assert_eq!(std::mem::size_of::<RawSender>(), 48);
+        assert_eq!(std::mem::size_of::<RawRecord>(), 248);
+        assert_eq!(std::mem::size_of::<RawAggKey>(), 24);
+        assert_eq!(std::mem::size_of::<RawAggVal>(), 24 + 8 * HIST_BUCKETS);
+        assert_eq!(std::mem::size_of::<RawStrictCfg>(), 24);
+        assert_eq!(std::mem::size_of::<RawStrictBreak>(), 48);
+    }
+
+    #[test]
+    fn names() {
+        let r = Resolver {
+            ksyms: Ksyms::parse("ffffffff81000100 t flush_tlb_func\n"),
+            irq_names: HashMap::from([(26, "ttyS0".to_string())]),
+        };
+        let c = r.cause(&RawCause {
+            class: 2,
+            kind: 5,
+            pad: 0,
+            arg: 0xfc,
+            addr: 0xffffffff81000100,
+        });
+        assert_eq!((c.class, c.kind), (Class::Ipi, Kind::CallFunction));
+        assert_eq!(c.detail, "flush_tlb_func");
+        let c = r.cause(&RawCause {
+            class: 1,
+            kind: 1,
+            pad: 0,
+            arg: 26,
+            addr: 0,
+        });
+        assert_eq!(c.detail, "ttyS0");
+        assert_eq!(c.irq, Some(26));
+        let c = r.cause(&RawCause {
+            class: 4,
+            kind: 10,
+            pad: 0,
+            arg: 1,
+            addr: 0,
+        });
+        assert_eq!(c.detail, "TIMER");
+    }
+}

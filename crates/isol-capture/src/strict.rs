@@ -1,0 +1,52 @@
+//! Strict mode (seeds 002/003): the first interruption of a registered
+//! task sends it a signal before it returns to user space, and clears its
+//! registration. Which entries count is configurable.
+
+use crate::cause::Class;
+use crate::record::Cause;
+use serde::Serialize;
+
+#[derive(Debug, Clone)]
+pub struct StrictConfig {
+    /// Signal to send (default SIGKILL, as in the seed).
+    pub signal: i32,
+    /// Classes that break isolation.
+    pub classes: Vec<Class>,
+    /// User address of a u64 read at the moment of the break (e.g. a loop
+    /// counter), kept with the break: proof of how far the task got.
+    pub progress_addr: u64,
+}
+
+impl StrictConfig {
+    /// Asynchronous interruptions only: the task's own syscalls and page
+    /// faults are allowed.
+    pub fn asynchronous(signal: i32) -> Self {
+        StrictConfig {
+            signal,
+            classes: Class::ASYNC.to_vec(),
+            progress_addr: 0,
+        }
+    }
+    /// Every kernel entry, as the seeds' strict mode.
+    pub fn all(signal: i32) -> Self {
+        let mut c = Self::asynchronous(signal);
+        c.classes.extend_from_slice(Class::SYNC);
+        c
+    }
+    pub fn classes_mask(&self) -> u32 {
+        self.classes.iter().fold(0, |m, c| m | c.bit())
+    }
+    pub fn includes_syscalls(&self) -> bool {
+        self.classes.contains(&Class::Syscall)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StrictBreak {
+    pub tid: u32,
+    pub cpu: u32,
+    pub ts_ns: u64,
+    pub signal: u32,
+    pub progress: u64,
+    pub cause: Cause,
+}

@@ -1,0 +1,309 @@
+//! `isol watch`: every interruption of the watched CPUs (or of one
+//! process) with its cause; live table, JSON-lines events, final summary;
+//! optional strict-mode registration.
+
+use crate::output::json;
+use anyhow::{bail, Context, Result};
+use isol_capture::{Aggregate, Capture, Options, StrictConfig};
+use isol_cpulist::CpuSet;
+use isol_system::{Root, SystemModel};
+use serde::Serialize;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// CPUs to watch (default: the isolated CPUs).
+    #[arg(short, long, value_parser = parse_cpus, conflicts_with = "pid")]
+    cpus: Option<CpuSet>,
+    /// Watch one process wherever it runs instead of CPUs.
+    #[arg(short, long)]
+    pid: Option<u32>,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(short = 'D', long)]
+    duration: Option<f64>,
+    /// Refresh period of the table and of reading records, in ms.
+    #[arg(long, default_value_t = 1000)]
+    interval: u64,
+    /// Print the final summary as JSON (schema isol.watch/1).
+    #[arg(long)]
+    json: bool,
+    /// Stream every interruption as a JSON line (then the summary line).
+    #[arg(long)]
+    events: bool,
+    /// Also report the watched tasks' own syscalls. Attaches to the
+    /// syscall path, which costs every syscall on every CPU.
+    #[arg(long)]
+    syscalls: bool,
+    /// Register this thread (tid) as strict: its first interruption
+    /// sends it a signal before it returns to user space.
+    #[arg(long, value_name = "TID")]
+    strict: Vec<u32>,
+    /// Register every thread of this process as strict.
+    #[arg(long, value_name = "PID")]
+    strict_process: Vec<u32>,
+    /// Signal for strict breaks (name or number).
+    #[arg(long, default_value = "KILL", value_parser = parse_signal)]
+    signal: i32,
+    /// What breaks strict isolation: `async` (interrupts, IPIs, timers,
+    /// preemption) or `all` (also the task's own syscalls and faults).
+    #[arg(long, default_value = "async", value_parser = ["async", "all"])]
+    break_on: String,
+    /// Address of a u64 in the strict task read at the break (a loop
+    /// counter, to prove how far the task got).
+    #[arg(long, value_parser = parse_addr, hide = true)]
+    progress_addr: Option<u64>,
+}
+
+fn parse_cpus(s: &str) -> Result<CpuSet, String> {
+    CpuSet::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_addr(s: &str) -> Result<u64, String> {
+    let t = s.trim_start_matches("0x");
+    u64::from_str_radix(t, 16).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn parse_signal(s: &str) -> Result<i32, String> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Ok(n);
+    }
+    let name = s.trim_start_matches("SIG").to_ascii_uppercase();
+    format!("SIG{name}")
+        .parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| format!("unknown signal {s:?}"))
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    schema: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    cpus: &'a CpuSet,
+    pid: Option<u32>,
+    duration_s: f64,
+    attached: &'a [&'static str],
+    skipped: &'a [&'static str],
+    records: u64,
+    drops: isol_capture::Drops,
+    summary: Vec<Aggregate>,
+    breaks: Vec<isol_capture::StrictBreak>,
+}
+
+/// Run our own threads on housekeeping CPUs only: the watched CPUs must
+/// see nothing from isol.
+fn pin_away_from(watched: &CpuSet) -> Result<CpuSet> {
+    let online = SystemModel::probe(&Root::default()).cpus.online;
+    let hk = online.difference(watched);
+    if hk.is_empty() {
+        bail!("every online CPU is watched; leave at least one housekeeping CPU for isol itself");
+    }
+    let mut set = nix::sched::CpuSet::new();
+    for c in hk.iter() {
+        set.set(c as usize).context("CPU number too large")?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .context("pinning isol to the housekeeping CPUs")?;
+    Ok(hk)
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let model = SystemModel::probe(&Root::default());
+    let cpus = match (&a.cpus, a.pid) {
+        (Some(c), _) => {
+            let off = c.difference(&model.cpus.online);
+            if !off.is_empty() {
+                bail!(
+                    "--cpus {c}: CPU {off} is not online (online: {})",
+                    model.cpus.online
+                );
+            }
+            c.clone()
+        }
+        (None, Some(_)) => CpuSet::new(),
+        (None, None) => {
+            if model.cpus.isolated.is_empty() {
+                bail!("this machine has no isolated CPUs; name the CPUs to watch with --cpus LIST (e.g. --cpus 1)");
+            }
+            model.cpus.isolated.clone()
+        }
+    };
+    if !cpus.is_empty() {
+        pin_away_from(&cpus)?;
+    }
+    let strict_cfg = {
+        let mut c = if a.break_on == "all" {
+            StrictConfig::all(a.signal)
+        } else {
+            StrictConfig::asynchronous(a.signal)
+        };
+        c.progress_addr = a.progress_addr.unwrap_or(0);
+        c
+    };
+    let strict_any = !a.strict.is_empty() || !a.strict_process.is_empty();
+    // On CPUs with context tracking the user_exit program sees syscalls;
+    // elsewhere strict mode on syscalls needs the syscall tracepoint.
+    let ct_everywhere = cpus.is_subset(&model.cpus.nohz_full) && !cpus.is_empty();
+    let mut cap = Capture::start(Options {
+        cpus: cpus.clone(),
+        pid: a.pid,
+        syscalls: a.syscalls,
+        strict_syscalls: strict_any && strict_cfg.includes_syscalls() && !ct_everywhere,
+    })?;
+    for &t in &a.strict {
+        cap.register_strict(t, false, &strict_cfg)?;
+    }
+    for &p in &a.strict_process {
+        cap.register_strict(p, true, &strict_cfg)?;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let live = !a.json && !a.events && std::io::stdout().is_terminal();
+    if !live && !a.json && !a.events {
+        eprintln!(
+            "isol: watching {} ({} tracepoints); Ctrl-C for the summary",
+            if cpus.is_empty() {
+                format!("pid {}", a.pid.unwrap_or(0))
+            } else {
+                format!("CPUs {cpus}")
+            },
+            cap.attached.len()
+        );
+    }
+    if strict_any {
+        // Tell a waiting test or script that registration is in place.
+        eprintln!("isol: strict mode armed");
+    }
+    let t0 = Instant::now();
+    let end = a.duration.map(|d| t0 + Duration::from_secs_f64(d));
+    let period = Duration::from_millis(a.interval.clamp(10, 60_000));
+    let mut records = 0u64;
+    let mut last_draw = Instant::now();
+    let mut out = std::io::stdout().lock();
+    loop {
+        let done = stop.load(Ordering::Relaxed) || end.is_some_and(|e| Instant::now() >= e);
+        let raws = cap.drain_raw();
+        records += raws.len() as u64;
+        if a.events {
+            for r in &raws {
+                let rec = cap.resolve(r);
+                let mut v = serde_json::to_value(&rec)?;
+                v["type"] = "interruption".into();
+                writeln!(out, "{v}")?;
+            }
+            out.flush()?;
+        }
+        if live && (done || last_draw.elapsed() >= period) {
+            write!(out, "\x1b[H\x1b[2J{}", table(&cap, t0.elapsed(), records))?;
+            out.flush()?;
+            last_draw = Instant::now();
+        }
+        if done {
+            break;
+        }
+        // Drain often so bursts fit the ring; redraw every `period`.
+        let tick = Duration::from_millis(50).min(period);
+        let wait = match end {
+            Some(e) => tick.min(e.saturating_duration_since(Instant::now())),
+            None => tick,
+        };
+        std::thread::sleep(wait.max(Duration::from_millis(1)));
+    }
+    let s = Summary {
+        schema: "isol.watch/1",
+        kind: "summary",
+        cpus: &cpus,
+        pid: a.pid,
+        duration_s: t0.elapsed().as_secs_f64(),
+        attached: &cap.attached,
+        skipped: &cap.skipped,
+        records,
+        drops: cap.drops(),
+        summary: cap.aggregates(),
+        breaks: cap.breaks(),
+    };
+    if a.events {
+        writeln!(out, "{}", serde_json::to_string(&s)?)?;
+    } else if a.json {
+        drop(out);
+        json(&s)?;
+    } else if !live {
+        write!(out, "{}", table(&cap, t0.elapsed(), records))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ns(v: u64) -> String {
+    match v {
+        0..=9_999 => format!("{v}ns"),
+        10_000..=9_999_999 => format!("{:.1}us", v as f64 / 1e3),
+        _ => format!("{:.1}ms", v as f64 / 1e6),
+    }
+}
+
+/// The per-CPU x cause table (also the final text summary).
+fn table(cap: &Capture, elapsed: Duration, records: u64) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let d = cap.drops();
+    let _ = writeln!(
+        o,
+        "isol watch  {:.1}s  records {}  dropped {}{}",
+        elapsed.as_secs_f64(),
+        records,
+        d.total(),
+        if d.total() > 0 {
+            format!(
+                " (ringbuf {} agg {} stack {} sender {} nesting {})",
+                d.ringbuf, d.aggregation, d.stack, d.sender, d.nesting
+            )
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        o,
+        "{:>4}  {:<9} {:<22} {:<34} {:>8} {:>10} {:>9} {:>9}",
+        "CPU", "class", "kind", "detail", "count", "total", "avg", "max"
+    );
+    let aggs = cap.aggregates();
+    if aggs.is_empty() {
+        let _ = writeln!(o, "  (no interruptions)");
+    }
+    for g in aggs {
+        let c = &g.cause;
+        let detail: String = c.detail.chars().take(34).collect();
+        let _ = writeln!(
+            o,
+            "{:>4}  {:<9} {:<22} {:<34} {:>8} {:>10} {:>9} {:>9}",
+            g.cpu,
+            c.class.name(),
+            c.kind.name(),
+            detail,
+            g.count,
+            ns(g.total_ns),
+            ns(g.total_ns / g.count.max(1)),
+            ns(g.max_ns)
+        );
+    }
+    for b in cap.breaks() {
+        let _ = writeln!(
+            o,
+            "strict break: tid {} on CPU {} by {} {} ({}), signal {}",
+            b.tid,
+            b.cpu,
+            b.cause.class.name(),
+            b.cause.kind.name(),
+            b.cause.detail,
+            b.signal
+        );
+    }
+    o
+}
