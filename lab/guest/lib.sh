@@ -1,0 +1,37 @@
+# isol lab scenario helpers, sourced before every scenario.
+
+# section NAME CMD [ARGS...]: run CMD and frame its stdout with markers so the
+# host can extract it (Outcome::section / json_section). CMD's stderr is
+# printed after the closing marker, so it cannot corrupt a JSON section.
+# Returns CMD's exit status.
+section() {
+	_lab_name=$1
+	shift
+	echo "@@ISOL-LAB-SECTION-BEGIN $_lab_name@@"
+	"$@" 2>/tmp/.lab-section-err
+	_lab_rc=$?
+	printf '\n@@ISOL-LAB-SECTION-END %s rc=%d@@\n' "$_lab_name" "$_lab_rc"
+	if [ -s /tmp/.lab-section-err ]; then
+		sed 's/^/[stderr] /' /tmp/.lab-section-err
+	fi
+	rm -f /tmp/.lab-section-err
+	return $_lab_rc
+}
+
+# fail MSG...: report and end the scenario with status 1.
+fail() {
+	echo "FAIL: $*"
+	exit 1
+}
+
+# expect_eq WHAT ACTUAL EXPECTED: fail unless ACTUAL = EXPECTED.
+expect_eq() {
+	[ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"
+	echo "ok: $1 = '$3'"
+}
+
+# expect_file_eq PATH EXPECTED: fail unless the file's content is EXPECTED.
+expect_file_eq() {
+	[ -e "$1" ] || fail "$1: missing"
+	expect_eq "$1" "$(cat "$1")" "$2"
+}
