@@ -72,6 +72,9 @@ pub struct Options {
     pub syscalls: bool,
     /// Attach sys_enter for strict mode on CPUs without context tracking.
     pub strict_syscalls: bool,
+    /// Ring buffer size in bytes (power of two, at least a page); 0 for
+    /// the default 8 MiB. Bigger survives longer bursts between drains.
+    pub ring_bytes: u32,
 }
 
 /// A running capture. Detaches everything when dropped.
@@ -121,6 +124,16 @@ impl Capture {
         }
         rodata.want_syscalls = opts.syscalls as u8;
 
+        if opts.ring_bytes != 0 {
+            let page = 4096u32;
+            if !opts.ring_bytes.is_power_of_two() || opts.ring_bytes < page {
+                bail!(
+                    "ring buffer size {} is not a power of two of at least {page} bytes",
+                    opts.ring_bytes
+                );
+            }
+            open.maps.events.set_max_entries(opts.ring_bytes)?;
+        }
         let mut attached = Vec::new();
         let mut skipped = Vec::new();
         for mut prog in open.open_object_mut().progs_mut() {

@@ -155,6 +155,10 @@ pub struct Cause {
 #[derive(Debug, Clone, Serialize)]
 pub struct Sender {
     pub cpu: u32,
+    /// Whose code sent it: `task` (then `pid`/`comm` are the sender), or
+    /// `hardirq`/`softirq` (then they name whichever task was interrupted
+    /// on the sending CPU, not a culprit). Judged from the stack.
+    pub context: &'static str,
     pub pid: u32,
     pub comm: String,
     pub callsite: String,
@@ -275,20 +279,27 @@ impl Resolver {
 
     pub fn record(&self, r: &RawRecord, stack: impl Fn(i32) -> Vec<u64>) -> Record {
         let n = (r.nchain as usize).min(MAX_CHAIN);
-        let sender = (r.sender.valid != 0).then(|| Sender {
-            cpu: r.sender.cpu,
-            pid: r.sender.pid,
-            comm: comm(&r.sender.comm),
-            callsite: self.ksyms.name(r.sender.callsite),
-            function: self.ksyms.name(r.sender.func),
-            stack: if r.sender.stack_id >= 0 {
+        let sender = (r.sender.valid != 0).then(|| {
+            let stack: Vec<String> = if r.sender.stack_id >= 0 {
+                // The innermost frames are isol's own program and the
+                // tracepoint trampoline: not the sender's.
                 stack(r.sender.stack_id)
                     .into_iter()
                     .map(|a| self.ksyms.name(a))
+                    .skip_while(|f| f.starts_with("bpf_prog_") || f.starts_with("bpf_trace_run"))
                     .collect()
             } else {
                 Vec::new()
-            },
+            };
+            Sender {
+                cpu: r.sender.cpu,
+                context: sender_context(&stack),
+                pid: r.sender.pid,
+                comm: comm(&r.sender.comm),
+                callsite: self.ksyms.name(r.sender.callsite),
+                function: self.ksyms.name(r.sender.func),
+                stack,
+            }
         });
         Record {
             cpu: r.cpu,
@@ -307,6 +318,30 @@ impl Resolver {
             sender,
         }
     }
+}
+
+/// The context the sender ran in, from its innermost entry frames.
+fn sender_context(stack: &[String]) -> &'static str {
+    for f in stack {
+        let f = f.split('+').next().unwrap_or("");
+        if f.starts_with("handle_softirqs") || f == "__do_softirq" || f == "do_softirq" {
+            return "softirq";
+        }
+        if f.starts_with("asm_sysvec_")
+            || f.starts_with("asm_common_interrupt")
+            || f.starts_with("sysvec_")
+        {
+            return "hardirq";
+        }
+        if f.starts_with("entry_SYSCALL")
+            || f.starts_with("do_syscall")
+            || f == "kthread"
+            || f == "ret_from_fork"
+        {
+            return "task";
+        }
+    }
+    "task"
 }
 
 impl Default for Resolver {

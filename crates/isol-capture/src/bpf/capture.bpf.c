@@ -311,6 +311,13 @@ static __always_inline void close_episode(struct cpu_state *st, __u64 now)
 		add_cause(st, CLASS_EXCEPTION, KIND_KERNEL_ENTRY, 0, 0);
 	primary_of(st, &p);
 	st->start = 0;
+	if (st->flags & REC_STRICT_BREAK) {
+		/* The break was noted at the first handler; now the chain
+		 * names it fully (e.g. the function the IPI ran). */
+		struct strict_break *b = bpf_map_lookup_elem(&breaks, &st->tid);
+		if (b && b->ts_ns >= start)
+			b->cause = p;
+	}
 	if (p.class == CLASS_SYSCALL && !want_syscalls)
 		return;
 	aggregate(cpu, &p, dur);

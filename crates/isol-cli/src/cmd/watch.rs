@@ -52,6 +52,12 @@ pub struct Args {
     /// preemption) or `all` (also the task's own syscalls and faults).
     #[arg(long, default_value = "async", value_parser = ["async", "all"])]
     break_on: String,
+    /// Ring buffer size in KiB (power of two).
+    #[arg(long, default_value_t = 8192)]
+    buffer_kb: u32,
+    /// How often records are drained from the ring buffer, in ms.
+    #[arg(long, default_value_t = 50)]
+    drain_ms: u64,
     /// Address of a u64 in the strict task read at the break (a loop
     /// counter, to prove how far the task got).
     #[arg(long, value_parser = parse_addr, hide = true)]
@@ -90,6 +96,8 @@ struct Summary<'a> {
     skipped: &'a [&'static str],
     records: u64,
     drops: isol_capture::Drops,
+    /// Peak resident memory of isol itself (VmHWM), KiB.
+    max_rss_kb: u64,
     summary: Vec<Aggregate>,
     breaks: Vec<isol_capture::StrictBreak>,
 }
@@ -153,6 +161,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         pid: a.pid,
         syscalls: a.syscalls,
         strict_syscalls: strict_any && strict_cfg.includes_syscalls() && !ct_everywhere,
+        ring_bytes: a.buffer_kb.saturating_mul(1024),
     })?;
     for &t in &a.strict {
         cap.register_strict(t, false, &strict_cfg)?;
@@ -186,9 +195,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let period = Duration::from_millis(a.interval.clamp(10, 60_000));
     let mut records = 0u64;
     let mut last_draw = Instant::now();
+    let mut last_drain = Instant::now();
+    // Drain often so bursts fit the ring; redraw every `period`.
+    let tick = Duration::from_millis(a.drain_ms.max(1));
     let mut out = std::io::stdout().lock();
     loop {
         let done = stop.load(Ordering::Relaxed) || end.is_some_and(|e| Instant::now() >= e);
+        if !done && last_drain.elapsed() < tick {
+            let next = last_drain + tick;
+            let wake = end.map_or(next, |e| e.min(next));
+            std::thread::sleep(
+                wake.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            );
+            continue;
+        }
+        last_drain = Instant::now();
         let raws = cap.drain_raw();
         records += raws.len() as u64;
         if a.events {
@@ -208,13 +230,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
         if done {
             break;
         }
-        // Drain often so bursts fit the ring; redraw every `period`.
-        let tick = Duration::from_millis(50).min(period);
-        let wait = match end {
-            Some(e) => tick.min(e.saturating_duration_since(Instant::now())),
-            None => tick,
-        };
-        std::thread::sleep(wait.max(Duration::from_millis(1)));
     }
     let s = Summary {
         schema: "isol.watch/1",
@@ -226,6 +241,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         skipped: &cap.skipped,
         records,
         drops: cap.drops(),
+        max_rss_kb: max_rss_kb(),
         summary: cap.aggregates(),
         breaks: cap.breaks(),
     };
@@ -306,4 +322,13 @@ fn table(cap: &Capture, elapsed: Duration, records: u64) -> String {
         );
     }
     o
+}
+
+fn max_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

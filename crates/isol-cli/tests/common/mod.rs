@@ -1,0 +1,141 @@
+//! Shared by the CLI integration tests: the isol binary, the noisegen
+//! test program (testprogs/noisegen.c, built once), and JSON helpers.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+pub const ISOL: &str = env!("CARGO_BIN_EXE_isol");
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Capture tests share CPU 1: run them one at a time.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Build testprogs/noisegen.c (static, so the lab can use it too).
+pub fn noisegen() -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap();
+    let ws = workspace();
+    let src = ws.join("testprogs/noisegen.c");
+    let dir = ws.join("target/testprogs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("noisegen");
+    let fresh = out.metadata().and_then(|m| m.modified()).ok()
+        >= src.metadata().and_then(|m| m.modified()).ok()
+        && out.exists();
+    if !fresh {
+        // Build to a unique name and rename: other test processes may race.
+        let tmp = dir.join(format!("noisegen.{}", std::process::id()));
+        let st = Command::new("cc")
+            .args(["-O2", "-Wall", "-pthread", "-static", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .status()
+            .expect("cc");
+        assert!(st.success(), "building noisegen failed");
+        std::fs::rename(&tmp, &out).unwrap();
+    }
+    out
+}
+
+/// A running noisegen and the tid/counter address it printed.
+pub struct Victim {
+    pub child: Child,
+    pub tid: u32,
+    pub counter: String,
+}
+
+impl Victim {
+    pub fn start(args: &[&str]) -> Victim {
+        let mut child = Command::new(noisegen())
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("noisegen");
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let mut tid = 0;
+        let mut counter = String::new();
+        for w in line.split_whitespace() {
+            if let Some(t) = w.strip_prefix("tid=") {
+                tid = t.parse().unwrap();
+            }
+            if let Some(c) = w.strip_prefix("counter=") {
+                counter = c.to_string();
+            }
+        }
+        assert!(tid > 0, "noisegen printed {line:?}");
+        Victim {
+            child,
+            tid,
+            counter,
+        }
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Keep this test thread (which reads isol's output) on CPU 0: a reader
+/// on the watched CPU would be woken there by isol's writes.
+pub fn stay_on_housekeeping() {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(0).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+}
+
+/// `isol watch ... --events`: the interruption records and the summary.
+pub fn watch_events(args: &[&str]) -> (Vec<Value>, Value) {
+    stay_on_housekeeping();
+    let out = Command::new(ISOL)
+        .arg("watch")
+        .args(args)
+        .arg("--events")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "isol watch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut recs = Vec::new();
+    let mut summary = Value::Null;
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        match v["type"].as_str() {
+            Some("interruption") => recs.push(v),
+            Some("summary") => summary = v,
+            other => panic!("unexpected line type {other:?}"),
+        }
+    }
+    assert_eq!(summary["schema"], "isol.watch/1");
+    (recs, summary)
+}
+
+pub fn stack_has(rec: &Value, needles: &[&str]) -> bool {
+    rec["sender"]["stack"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .any(|f| needles.iter().any(|n| f.as_str().unwrap_or("").contains(n)))
+        })
+        .unwrap_or(false)
+}
