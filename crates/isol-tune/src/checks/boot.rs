@@ -44,10 +44,10 @@ pub fn check(ctx: &Ctx) -> Vec<Item> {
     v.push(if c.is_subset(&m.cpus.domain) {
         it.pass(format!(
             "{c} out of load balancing ({})",
-            if c.is_subset(&m.cpus.cgroup_isolated) {
-                "cgroup isolated partition"
-            } else {
+            if c.is_subset(m.sysfs.isolated.as_ref().unwrap_or(&Default::default())) {
                 "isolcpus=domain"
+            } else {
+                "cgroup isolated partition"
             }
         ))
     } else {

@@ -20,6 +20,14 @@ pub fn check(ctx: &Ctx) -> Vec<Item> {
     let it = if !invalid.is_empty() {
         it.fail(format!("invalid partitions: {}", invalid.join("; ")))
             .fix("fix each partition's cpuset.cpus (exclusive, within the parent's) or set cpuset.cpus.partition back to member")
+    } else if c.is_subset(
+        ctx.model
+            .sysfs
+            .isolated
+            .as_ref()
+            .unwrap_or(&Default::default()),
+    ) {
+        it.pass("isolcpus=domain takes the CPUs out of load balancing; no partition needed")
     } else if c.is_subset(&ctx.model.cpus.cgroup_isolated) {
         let p: Vec<String> = cg
             .partitions
@@ -29,7 +37,7 @@ pub fn check(ctx: &Ctx) -> Vec<Item> {
             .collect();
         it.pass(format!("isolated partition: {}", p.join(", ")))
     } else if c.is_subset(&ctx.model.cpus.domain) {
-        it.pass("isolcpus=domain takes the CPUs out of load balancing; no partition needed")
+        it.pass("the CPUs are out of load balancing")
     } else if !cg.cpuset_v2 {
         it.skip("no cgroup v2 cpuset controller (cgroup v1 or cpuset bound to v1); see boot.isolcpus_domain")
     } else {

@@ -54,6 +54,10 @@ pub fn check(ctx: &Ctx) -> Vec<Item> {
         }
         if eff {
             landing.push(format!("{label} (effective {})", i.effective));
+        } else if i.affinity.is_subset(c) {
+            // Only the CPUs allowed: delivered there from its next
+            // interrupt on (x86 moves IO-APIC IRQs lazily).
+            landing.push(format!("{label} (allowed {} only)", i.affinity));
         } else {
             may_land.push(format!("{label} (allowed {})", i.affinity));
         }

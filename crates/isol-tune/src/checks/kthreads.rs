@@ -56,21 +56,55 @@ pub fn check(ctx: &Ctx) -> Vec<Item> {
     let it = Item::new(
         "kthreads.unbound",
         "kernel threads allowed on every CPU",
-        "new and unbound kthreads may be scheduled on the CPUs",
+        "those kthreads may be scheduled on the CPUs whenever they wake",
     );
     v.push(if unbound.is_empty() {
-        it.pass("kernel threads are created on housekeeping CPUs only")
+        it.pass("every kernel thread is confined to housekeeping or per-CPU")
     } else {
+        // The model only counts them; name them (one more /proc walk,
+        // only when there is something to name).
+        let online = &ctx.model.cpus.online;
+        let all = isol_system::tasks::probe(ctx.root);
+        let wide: Vec<_> = all
+            .iter()
+            .filter(|t| t.kthread && t.allowed.intersects(c) && online.is_subset(&t.allowed))
+            .collect();
+        let (fixed, movable): (Vec<_>, Vec<_>) = wide.iter().partition(|t| t.fixed_affinity);
+        let names = |v: &[&&isol_system::tasks::Task]| some(v.iter().map(|t| t.comm.clone()), 8);
+        let mut detail = Vec::new();
+        if !movable.is_empty() {
+            detail.push(format!("movable: {}", names(&movable)));
+        }
+        if !fixed.is_empty() {
+            detail.push(format!(
+                "not movable (unbound kworkers follow workqueue.cpumask): {}",
+                names(&fixed)
+            ));
+        }
+        let detail = detail.join("; ");
         let hk = &ctx.hk;
-        let isol = super::with(ctx.model.boot.isolcpus.as_ref().map(|i| &i.cpus), c);
-        it.warn(format!(
-            "kernel threads allowed on all CPUs: {}",
-            unbound.join(", ")
-        ))
-        .fix(format!(
-            "boot with nohz_full={c} or isolcpus=nohz,domain,managed_irq,{isol} (kthreads then start on {hk}); or kthread_cpus={hk}"
-        ))
-        .boot(format!("kthread_cpus={hk}"))
+        let boot =
+            format!("for kthreads created later: boot with nohz_full={c} (or kthread_cpus={hk})");
+        if movable.is_empty() {
+            it.pass(detail)
+        } else {
+            let changes: Vec<Change> = movable
+                .iter()
+                .map(|t| Change::Affinity {
+                    pid: t.pid,
+                    tid: t.tid,
+                    comm: t.comm.clone(),
+                    cpus: away(&t.allowed, c, hk),
+                })
+                .collect();
+            let it = it.warn(detail);
+            if ctx.live() {
+                it.fix(boot).changes(changes)
+            } else {
+                let cmds: Vec<String> = changes.iter().map(Change::command).collect();
+                it.fix(format!("{}\n{boot}", cmds.join("\n")))
+            }
+        }
     });
 
     fixed.sort();
