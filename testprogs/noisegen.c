@@ -18,6 +18,8 @@
  * In the victim itself:
  *   --fault     touches a fresh page every millisecond (page faults)
  *   --timer     a 10 ms POSIX CPU-independent timer (hrtimer on CPU N)
+ * --go FILE makes the generator threads wait until FILE exists, so a test
+ * can arm isol first.
  * Prints "tid=T counter=0xADDR" once the victim runs.
  */
 #define _GNU_SOURCE
@@ -40,6 +42,14 @@
 static volatile int stop;
 static int hk_cpu = -1;
 static unsigned period_us = 1000;
+static const char *go_file;
+
+/* Generators wait for the go file (polled from the housekeeping CPU). */
+static void wait_go(void)
+{
+	while (go_file && access(go_file, F_OK) && !stop)
+		usleep(10000);
+}
 
 static uint64_t now_ns(void)
 {
@@ -63,6 +73,7 @@ static void *tlb_thread(void *arg)
 {
 	long storm = (long)arg;
 	pin(hk_cpu);
+	wait_go();
 	while (!stop) {
 		char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED)
@@ -90,6 +101,7 @@ static void *jit_thread(void *arg)
 		{ BPF_RET | BPF_K, 0, 0, 0 },
 	};
 	struct sock_fprog prog = { .len = 4, .filter = code };
+	wait_go();
 	while (!stop) {
 		int s = socket(AF_INET, SOCK_DGRAM, 0);
 		if (s >= 0) {
@@ -116,6 +128,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--duration") && i + 1 < argc) duration = atof(argv[++i]);
 		else if (!strcmp(a, "--counter") && i + 1 < argc) counter_path = argv[++i];
 		else if (!strcmp(a, "--period-us") && i + 1 < argc) period_us = atoi(argv[++i]);
+		else if (!strcmp(a, "--go") && i + 1 < argc) go_file = argv[++i];
 		else if (!strcmp(a, "--tlb")) tlb = 1;
 		else if (!strcmp(a, "--jit")) jit = 1;
 		else if (!strcmp(a, "--fault")) fault = 1;
