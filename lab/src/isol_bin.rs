@@ -11,8 +11,8 @@ use std::process::Command;
 use std::sync::Mutex;
 
 /// Cargo features of `isol-cli` for the static guest build. Change here when
-/// e.g. BPF support needs a vendored libbpf: `&["vendored"]`.
-pub const STATIC_FEATURES: &[&str] = &[];
+/// isol-cli features change (`static` = vendored libbpf, libelf, zlib).
+pub const STATIC_FEATURES: &[&str] = &["static"];
 
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 

@@ -113,15 +113,40 @@ pub fn fetch(flavour: Flavour, cache: &Path) -> Result<Kernel> {
     }
 
     let _lock = FileLock::exclusive(&dir.join(".lock"))?;
-    let package = match wanted {
-        Some(v) => flavour.package(&v),
-        None => newest_available(flavour)?,
+    let resolve = || match &wanted {
+        Some(v) => Ok(flavour.package(v)),
+        None => newest_available(flavour),
     };
-    let target = dir.join(&package);
+    let mut package = resolve()?;
+    let mut target = dir.join(&package);
     if !target.is_dir() {
-        download(&package, &dir, &target)?;
+        if let Err(first) = download(&package, &dir, &target) {
+            // Stale lists name a .deb the mirror no longer has: refresh once.
+            if !apt_update_once()? {
+                return Err(first);
+            }
+            package = resolve()?;
+            target = dir.join(&package);
+            if !target.is_dir() {
+                download(&package, &dir, &target).context(first)?;
+            }
+        }
     }
     open(flavour, &target)
+}
+
+/// apt-get update unless this process already did; returns whether it ran.
+fn apt_update_once() -> Result<bool> {
+    let mut updated = APT_UPDATED.lock().unwrap_or_else(|e| e.into_inner());
+    if *updated {
+        return Ok(false);
+    }
+    run(
+        Command::new("apt-get").args(["update", "-q"]),
+        "apt-get update",
+    )?;
+    *updated = true;
+    Ok(true)
 }
 
 fn newest_cached(flavour: Flavour, dir: &Path) -> Result<Option<String>> {
@@ -143,16 +168,7 @@ static APT_UPDATED: Mutex<bool> = Mutex::new(false);
 
 fn newest_available(flavour: Flavour) -> Result<String> {
     let mut names = apt_search(flavour)?;
-    if names.is_empty() {
-        let mut updated = APT_UPDATED.lock().unwrap_or_else(|e| e.into_inner());
-        if !*updated {
-            run(
-                Command::new("apt-get").args(["update", "-q"]),
-                "apt-get update",
-            )?;
-            *updated = true;
-        }
-        drop(updated);
+    if names.is_empty() && apt_update_once()? {
         names = apt_search(flavour)?;
     }
     names
@@ -311,7 +327,7 @@ mod tests {
         );
         assert_eq!(version_cmp("6.12.9+deb12", "6.12.10+deb12"), Ordering::Less);
         assert_eq!(version_cmp("6.12.10", "6.12.10"), Ordering::Equal);
-        let mut v = vec![
+        let mut v = [
             "6.12.107+deb12",
             "6.12.117+deb12",
             "6.12.111+deb12",

@@ -255,7 +255,9 @@ impl Lab {
             cmdline.push_str(p);
         }
         // Only 2 host cores: one VM at a time, across threads and processes.
+        let waiting = std::time::Instant::now();
         let slot = lock::FileLock::exclusive(&std::env::temp_dir().join("isol-lab-vm.lock"))?;
+        let slot_wait = waiting.elapsed();
         let boot = qemu::Boot {
             vmlinuz: &kernel.vmlinuz,
             initrd: &initrd,
@@ -292,6 +294,7 @@ impl Lab {
             kernel_release: kernel.release.clone(),
             cmdline,
             boot_retries,
+            slot_wait,
         };
         if std::env::var("ISOL_LAB_KEEP").is_ok_and(|v| v == "1") {
             let kept = workdir.keep();

@@ -59,7 +59,7 @@ fn main() -> Result<()> {
     }
     let scenario = match args.scenario {
         None => Scenario::Inline(String::new()),
-        Some(s) if PathBuf::from(&s).is_file() => Scenario::File(s.into()),
+        Some(s) if PathBuf::from(&s).exists() => Scenario::File(s.into()),
         Some(s) => Scenario::Named(s.trim_end_matches(".sh").to_owned()),
     };
     let out = lab.run(&scenario)?;

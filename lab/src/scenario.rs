@@ -61,6 +61,8 @@ pub struct Outcome {
     pub cmdline: String,
     /// Boots repeated because the kernel crashed before /init ran (0 or 1).
     pub boot_retries: u32,
+    /// Time spent waiting for another lab VM on this host to finish.
+    pub slot_wait: Duration,
 }
 
 impl Outcome {
@@ -110,7 +112,7 @@ impl Outcome {
     /// One-line timing summary.
     pub fn summary(&self) -> String {
         format!(
-            "scenario {} on {}: status {}, boot {:.2}s (guest uptime {}), total {:.2}s{}",
+            "scenario {} on {}: status {}, boot {:.2}s (guest uptime {}), total {:.2}s{}{}",
             self.scenario,
             self.kernel_release,
             self.status,
@@ -121,6 +123,14 @@ impl Outcome {
                 " (after a crashed boot)"
             } else {
                 ""
+            },
+            if self.slot_wait.as_secs_f64() >= 0.5 {
+                format!(
+                    ", waited {:.1}s for another lab VM",
+                    self.slot_wait.as_secs_f64()
+                )
+            } else {
+                String::new()
             }
         )
     }
