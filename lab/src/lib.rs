@@ -26,6 +26,7 @@ pub mod kernel;
 mod lock;
 pub mod qemu;
 pub mod scenario;
+pub mod testprogs;
 
 pub use kernel::{Flavour, Kernel};
 pub use scenario::{Outcome, Scenario, Section};

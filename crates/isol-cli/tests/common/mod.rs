@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
@@ -22,31 +22,9 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Build testprogs/noisegen.c (static, so the lab can use it too).
+/// testprogs/noisegen.c, built static by the lab's builder.
 pub fn noisegen() -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _g = LOCK.lock().unwrap();
-    let ws = workspace();
-    let src = ws.join("testprogs/noisegen.c");
-    let dir = ws.join("target/testprogs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("noisegen");
-    let fresh = out.metadata().and_then(|m| m.modified()).ok()
-        >= src.metadata().and_then(|m| m.modified()).ok()
-        && out.exists();
-    if !fresh {
-        // Build to a unique name and rename: other test processes may race.
-        let tmp = dir.join(format!("noisegen.{}", std::process::id()));
-        let st = Command::new("cc")
-            .args(["-O2", "-Wall", "-pthread", "-static", "-o"])
-            .arg(&tmp)
-            .arg(&src)
-            .status()
-            .expect("cc");
-        assert!(st.success(), "building noisegen failed");
-        std::fs::rename(&tmp, &out).unwrap();
-    }
-    out
+    isol_lab::testprogs::testprog("noisegen").expect("building noisegen")
 }
 
 /// A running noisegen and the tid/counter address it printed.

@@ -1,0 +1,42 @@
+//! The repo's C test programs (testprogs/NAME.c), built static once so they
+//! run both on the host and in the busybox guest.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// Path of the static binary for `testprogs/NAME.c`, rebuilt when the
+/// source is newer. Safe to call from parallel tests and processes.
+pub fn testprog(name: &str) -> Result<PathBuf> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("lab crate has no parent")?
+        .to_owned();
+    let src = ws.join(format!("testprogs/{name}.c"));
+    if !src.exists() {
+        bail!("no test program {}", src.display());
+    }
+    let dir = ws.join("target/testprogs");
+    std::fs::create_dir_all(&dir)?;
+    let out = dir.join(name);
+    let mtime = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+    if out.exists() && mtime(&out) >= mtime(&src) {
+        return Ok(out);
+    }
+    // Unique temporary name, then rename: other processes may race.
+    let tmp = dir.join(format!("{name}.{}", std::process::id()));
+    let st = Command::new("cc")
+        .args(["-O2", "-Wall", "-pthread", "-static", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .status()
+        .context("running cc (apt-get install gcc)")?;
+    if !st.success() {
+        bail!("building {} failed", src.display());
+    }
+    std::fs::rename(&tmp, &out)?;
+    Ok(out)
+}
