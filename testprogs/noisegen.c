@@ -205,8 +205,11 @@ int main(int argc, char **argv)
 		for (int i = 0; i < 4096; i++)
 			__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
 		uint64_t t = now_ns();
-		if (t >= end)
+		if (t >= end) {
+			fprintf(stderr, "noisegen: done at +%.3f s (t=%llu start=%llu)\n", (t - start) / 1e9,
+				(unsigned long long)t, (unsigned long long)start);
 			break;
+		}
 		if (area && t - last_fault >= 1000000) {
 			area[(next_page++ % area_pages) * 4096] = 1;
 			last_fault = t;

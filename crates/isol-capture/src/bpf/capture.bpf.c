@@ -84,15 +84,18 @@ struct {
 } stacks SEC(".maps");
 
 /* Sender of a queued csd, keyed by the csd pointer (sender side writes,
- * target side reads and deletes). */
+ * target side reads and deletes). LRU: remote irq_work is queued like a
+ * csd but runs without csd_function_entry, so its entries are never read;
+ * the oldest are evicted instead of filling the table. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u64);
 	__type(value, struct sender);
 } csd_senders SEC(".maps");
 
-/* Last plain IPI (reschedule, irq_work) sent to each CPU. */
+/* Last IPI sent to each CPU: reschedule and irq_work, and csds too, for
+ * the IPIs whose csd is not traced on the target (remote irq_work). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
@@ -299,6 +302,20 @@ static __always_inline void aggregate(__u32 cpu, struct cause *p, __u64 dur)
 	v->hist[log2_bucket(dur)]++;
 }
 
+/* The break was noted at the first handler; once the chain is complete
+ * it names the cause fully (e.g. the function the IPI ran). */
+static __always_inline void refine_break(struct cpu_state *st)
+{
+	struct strict_break *b;
+	struct cause p;
+
+	b = bpf_map_lookup_elem(&breaks, &st->tid);
+	if (b && b->ts_ns >= st->start) {
+		primary_of(st, &p);
+		b->cause = p;
+	}
+}
+
 static __always_inline void close_episode(struct cpu_state *st, __u64 now)
 {
 	struct record *r;
@@ -309,15 +326,10 @@ static __always_inline void close_episode(struct cpu_state *st, __u64 now)
 
 	if (st->nchain == 0)
 		add_cause(st, CLASS_EXCEPTION, KIND_KERNEL_ENTRY, 0, 0);
+	if (st->flags & REC_STRICT_BREAK)
+		refine_break(st);
 	primary_of(st, &p);
 	st->start = 0;
-	if (st->flags & REC_STRICT_BREAK) {
-		/* The break was noted at the first handler; now the chain
-		 * names it fully (e.g. the function the IPI ran). */
-		struct strict_break *b = bpf_map_lookup_elem(&breaks, &st->tid);
-		if (b && b->ts_ns >= start)
-			b->cause = p;
-	}
 	if (p.class == CLASS_SYSCALL && !want_syscalls)
 		return;
 	aggregate(cpu, &p, dur);
@@ -374,7 +386,12 @@ static __always_inline void leave(void)
 		return;
 	}
 	st->depth--;
-	if (st->depth == 0 && !st->exact && !st->sched)
+	if (st->depth)
+		return;
+	/* A killed strict task never reaches user_enter: name the cause now. */
+	if (st->flags & REC_STRICT_BREAK)
+		refine_break(st);
+	if (!st->exact && !st->sched)
 		close_episode(st, bpf_ktime_get_ns());
 }
 
@@ -462,6 +479,8 @@ int BPF_PROG(call_function_entry, int vector)
 SEC("tp_btf/call_function_exit")
 int BPF_PROG(call_function_exit, int vector)
 {
+	if (watched_here())
+		plain_ipi_sender();
 	leave();
 	return 0;
 }
@@ -476,6 +495,8 @@ int BPF_PROG(call_function_single_entry, int vector)
 SEC("tp_btf/call_function_single_exit")
 int BPF_PROG(call_function_single_exit, int vector)
 {
+	if (watched_here())
+		plain_ipi_sender();
 	leave();
 	return 0;
 }
@@ -550,6 +571,7 @@ int BPF_PROG(csd_queue_cpu, unsigned int cpu, unsigned long callsite, void *func
 	fill_sender(ctx, &s, callsite, (__u64)func);
 	if (bpf_map_update_elem(&csd_senders, &key, &s, BPF_ANY))
 		drop(DROP_SENDER);
+	bpf_map_update_elem(&ipi_senders, &cpu, &s, BPF_ANY);
 	return 0;
 }
 
@@ -575,6 +597,7 @@ int BPF_PROG(csd_function_entry, void *func, void *csd)
 	struct cpu_state *st;
 	struct sender *s;
 	__u64 key = (__u64)csd;
+	__u32 cpu;
 
 	if (!watched_here())
 		return 0;
@@ -587,6 +610,11 @@ int BPF_PROG(csd_function_entry, void *func, void *csd)
 		if (!st->sender.valid)
 			__builtin_memcpy(&st->sender, s, sizeof(*s));
 		bpf_map_delete_elem(&csd_senders, &key);
+		/* Consumed: the per-CPU fallback must not reuse it. */
+		cpu = bpf_get_smp_processor_id();
+		s = bpf_map_lookup_elem(&ipi_senders, &cpu);
+		if (s)
+			s->valid = 0;
 	}
 	return 0;
 }
@@ -709,11 +737,14 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 		return 0;
 	}
 	/* A kernel thread displacing the task (or idle), or any task
-	 * preempting a running one: that is an interruption. */
-	if (!next_kthread && !(preempt && prev_pid))
+	 * preempting a running one: that is an interruption. Otherwise the
+	 * task left the CPU itself (blocked, exited, killed): a kernel entry
+	 * it made ends here, since it will not reach user_enter now. */
+	if (next_pid == 0 || (!next_kthread && !(preempt && prev_pid))) {
+		if (st->start)
+			close_episode(st, now);
 		return 0;
-	if (next_pid == 0)
-		return 0;
+	}
 	strict_check(st, CLASS_SCHED, KIND_PREEMPT, next_pid, 0);
 	if (!st->start)
 		open_episode(st, now);

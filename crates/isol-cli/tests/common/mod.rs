@@ -9,13 +9,6 @@ use std::sync::Mutex;
 
 pub const ISOL: &str = env!("CARGO_BIN_EXE_isol");
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
 /// Capture tests share CPU 1: run them one at a time.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());

@@ -1,0 +1,46 @@
+# The capture engine on nohz_full CPU 1 (see lab/tests/watch.rs).
+# isol runs on CPU 0 (it pins itself away from the watched CPU). Loading
+# the programs takes ~25 s under TCG: victims run long and are killed.
+
+# wait_for FILE PATTERN: up to 120 s for PATTERN to appear in FILE.
+wait_for() {
+	i=0
+	while ! grep -q "$2" "$1" 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -lt 1200 ] || { cat "$1"; fail "no '$2' in $1"; }
+		sleep 0.1
+	done
+}
+
+# 1. Idle CPU 1: nothing of isol's own may land there.
+section idle isol watch --cpus 1 -D 3 --events
+
+# 2. A victim on CPU 1 with TLB-flush IPIs from its sibling thread on CPU 0:
+#    exact durations from context tracking.
+noisegen --cpu 1 --hk 0 --tlb --duration 600 >/tmp/ng1.out &
+NG=$!
+wait_for /tmp/ng1.out tid=
+section tlb isol watch --cpus 1 -D 3 --events
+kill $NG
+wait $NG
+
+# 3. Strict: the victim is registered, then (and only then) the TLB
+#    generator starts; the first IPI must kill it with no further loop.
+rm -f /tmp/go
+noisegen --cpu 1 --hk 0 --tlb --go /tmp/go --counter /tmp/ctr --duration 600 >/tmp/ng2.out &
+NG=$!
+wait_for /tmp/ng2.out tid=
+set -- $(sed 's/tid=//;s/counter=//' /tmp/ng2.out)
+TID=$1 ADDR=$2
+isol watch --cpus 1 -D 8 --events --strict "$TID" --progress-addr "$ADDR" >/tmp/strict.json 2>/tmp/strict.err &
+W=$!
+wait_for /tmp/strict.err armed
+touch /tmp/go
+wait $W
+# Not killed by the end of the watch: say so, and end it with SIGTERM.
+kill -0 $NG 2>/dev/null && echo "victim still alive after the watch" && kill $NG
+wait $NG
+echo "victim_status=$?"
+section strict cat /tmp/strict.json
+# The counter as the victim left it (little-endian u64).
+section counter od -A n -t u8 -N 8 /tmp/ctr
