@@ -24,10 +24,12 @@ section tlb isol watch --cpus 1 -D 3 --events
 kill $NG
 wait $NG
 
-# 3. Strict: the victim is registered, then (and only then) the TLB
-#    generator starts; the first IPI must kill it with no further loop.
-rm -f /tmp/go
-noisegen --cpu 1 --hk 0 --tlb --go /tmp/go --counter /tmp/ctr --duration 600 >/tmp/ng2.out &
+# 3. Strict: TLB-flush IPIs reach the victim every millisecond; once it is
+#    registered, the first one must kill it with no further loop iteration.
+#    (This kernel also sends a 1 Hz reschedule IPI from the deadline
+#    server's timer: starting the flushes only after arming would let it
+#    come first.)
+noisegen --cpu 1 --hk 0 --tlb --counter /tmp/ctr --duration 600 >/tmp/ng2.out &
 NG=$!
 wait_for /tmp/ng2.out tid=
 set -- $(sed 's/tid=//;s/counter=//' /tmp/ng2.out)
@@ -35,7 +37,6 @@ TID=$1 ADDR=$2
 isol watch --cpus 1 -D 8 --events --strict "$TID" --progress-addr "$ADDR" >/tmp/strict.json 2>/tmp/strict.err &
 W=$!
 wait_for /tmp/strict.err armed
-touch /tmp/go
 wait $W
 # Not killed by the end of the watch: say so, and end it with SIGTERM.
 kill -0 $NG 2>/dev/null && echo "victim still alive after the watch" && kill $NG
