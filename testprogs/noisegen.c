@@ -16,7 +16,7 @@
  *   --jit       setsockopt(SO_ATTACH_FILTER): BPF JIT text patching IPIs
  *   --ipi-storm munmap as fast as possible (flood)
  * In the victim itself:
- *   --fault     touches a fresh page every millisecond (page faults)
+ *   --fault     touches a fresh page every --period-us (default 1 ms): page faults
  *   --timer     a 10 ms POSIX CPU-independent timer (hrtimer on CPU N)
  * --go FILE makes the generator threads wait until FILE exists, so a test
  * can arm isol first.
@@ -210,7 +210,7 @@ int main(int argc, char **argv)
 				(unsigned long long)t, (unsigned long long)start);
 			break;
 		}
-		if (area && t - last_fault >= 1000000) {
+		if (area && t - last_fault >= period_us * 1000ull) {
 			area[(next_page++ % area_pages) * 4096] = 1;
 			last_fault = t;
 		}

@@ -202,3 +202,91 @@ fn isol_itself_makes_no_noise_on_the_watched_cpu() {
     );
     assert_eq!(s["drops"]["ringbuf"], 0);
 }
+
+#[test]
+fn pid_mode_follows_one_process_only() {
+    let _serial = serial();
+    let v = Victim::start(&["--cpu", "1", "--fault", "--duration", "6"]);
+    let pid = v.child.id().to_string();
+    let (recs, s) = watch_events(&["--pid", &pid, "-D", "2"]);
+    assert_eq!(s["pid"].as_u64().unwrap().to_string(), pid);
+    assert!(
+        recs.len() > 100,
+        "only {} records for the victim",
+        recs.len()
+    );
+    for r in &recs {
+        assert_eq!(
+            r["pid"].as_u64().unwrap().to_string(),
+            pid,
+            "record of another process: {r}"
+        );
+    }
+    assert!(recs.iter().any(|r| r["cause"]["kind"] == "page_fault"));
+}
+
+#[test]
+fn strict_break_on_all_counts_the_tasks_own_page_fault() {
+    let _serial = serial();
+    // A fault every 10 us: far more often than any tick or IPI.
+    let mut v = Victim::start(&[
+        "--cpu",
+        "1",
+        "--fault",
+        "--period-us",
+        "10",
+        "--duration",
+        "20",
+    ]);
+    let tid = v.tid.to_string();
+    let out = std::process::Command::new(ISOL)
+        .args([
+            "watch",
+            "--cpus",
+            "1",
+            "-D",
+            "2",
+            "--json",
+            "--strict",
+            &tid,
+            "--break-on",
+            "all",
+            "--signal",
+            "USR1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    // noisegen has no SIGUSR1 handler: the configured signal kills it.
+    assert_eq!(v.child.wait().unwrap().signal(), Some(10));
+    let b = &s["breaks"].as_array().unwrap()[0];
+    assert_eq!(b["signal"], 10);
+    assert_eq!(b["cause"]["class"], "exception", "{b}");
+    assert_eq!(b["cause"]["kind"], "page_fault", "{b}");
+}
+
+#[test]
+fn strict_break_on_async_ignores_the_tasks_own_faults() {
+    let _serial = serial();
+    let _v = Victim::start(&["--cpu", "1", "--fault", "--duration", "20"]);
+    let tid = _v.tid.to_string();
+    let out = std::process::Command::new(ISOL)
+        .args([
+            "watch", "--cpus", "1", "-D", "2", "--json", "--strict", &tid, "--signal", "USR1",
+        ])
+        .output()
+        .unwrap();
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for b in s["breaks"].as_array().unwrap() {
+        assert_ne!(
+            b["cause"]["class"], "exception",
+            "a page fault broke async-only strict mode: {b}"
+        );
+    }
+}
