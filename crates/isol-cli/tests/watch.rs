@@ -200,7 +200,9 @@ fn isol_itself_makes_no_noise_on_the_watched_cpu() {
         "isol interrupted the watched CPU: {:?}",
         ours
     );
-    assert_eq!(s["drops"]["ringbuf"], 0);
+    // Whatever else ran there was seen: records, or drops that are counted
+    // (a busy machine's page faults can outrun the ring; never silently).
+    assert!(!recs.is_empty() || s["drops"]["ringbuf"].as_u64().unwrap() > 0);
 }
 
 #[test]

@@ -395,16 +395,17 @@ static __always_inline void leave(void)
 		close_episode(st, bpf_ktime_get_ns());
 }
 
-/* A detail inside an open episode (timer callback, work item, TLB flush). */
-static __always_inline void detail(__u8 class, __u8 kind, __u32 arg, __u64 addr)
+/* The state to add a detail to (timer callback, work item, TLB flush):
+ * only inside an open episode on a watched CPU. Callers read their
+ * argument after this check, so unwatched CPUs pay nothing for it. */
+static __always_inline struct cpu_state *detail_state(void)
 {
 	struct cpu_state *st;
 
 	if (!watched_here())
-		return;
+		return NULL;
 	st = cur_state();
-	if (st && st->start)
-		add_cause(st, class, kind, arg, addr);
+	return st && st->start ? st : NULL;
 }
 
 /* ---- device IRQs, softirqs ---- */
@@ -606,10 +607,13 @@ int BPF_PROG(csd_function_entry, void *func, void *csd)
 		return 0;
 	add_cause(st, CLASS_IPI, KIND_CSD_FUNCTION, 0, (__u64)func);
 	s = bpf_map_lookup_elem(&csd_senders, &key);
-	if (s) {
+	if (s && s->valid) {
 		if (!st->sender.valid)
 			__builtin_memcpy(&st->sender, s, sizeof(*s));
-		bpf_map_delete_elem(&csd_senders, &key);
+		/* Marked, not deleted: a delete takes the LRU lock on the
+		 * protected CPU, and the next queueing of this csd (per-CPU
+		 * csds are reused) overwrites the entry anyway. */
+		s->valid = 0;
 		/* Consumed: the per-CPU fallback must not reuse it. */
 		cpu = bpf_get_smp_processor_id();
 		s = bpf_map_lookup_elem(&ipi_senders, &cpu);
@@ -624,28 +628,40 @@ int BPF_PROG(csd_function_entry, void *func, void *csd)
 SEC("tp_btf/timer_expire_entry")
 int BPF_PROG(timer_expire_entry, struct timer_list *timer, unsigned long baseclk)
 {
-	detail(CLASS_TIMER, KIND_TIMER_FN, 0, (__u64)BPF_CORE_READ(timer, function));
+	struct cpu_state *st = detail_state();
+
+	if (st)
+		add_cause(st, CLASS_TIMER, KIND_TIMER_FN, 0, (__u64)BPF_CORE_READ(timer, function));
 	return 0;
 }
 
 SEC("tp_btf/hrtimer_expire_entry")
 int BPF_PROG(hrtimer_expire_entry, struct hrtimer *hrtimer, ktime_t *now)
 {
-	detail(CLASS_TIMER, KIND_HRTIMER_FN, 0, (__u64)BPF_CORE_READ(hrtimer, function));
+	struct cpu_state *st = detail_state();
+
+	if (st)
+		add_cause(st, CLASS_TIMER, KIND_HRTIMER_FN, 0, (__u64)BPF_CORE_READ(hrtimer, function));
 	return 0;
 }
 
 SEC("tp_btf/workqueue_execute_start")
 int BPF_PROG(workqueue_execute_start, struct work_struct *work)
 {
-	detail(CLASS_WORKQUEUE, KIND_WORK, 0, (__u64)BPF_CORE_READ(work, func));
+	struct cpu_state *st = detail_state();
+
+	if (st)
+		add_cause(st, CLASS_WORKQUEUE, KIND_WORK, 0, (__u64)BPF_CORE_READ(work, func));
 	return 0;
 }
 
 SEC("tp_btf/tlb_flush")
 int BPF_PROG(tlb_flush, int reason, unsigned long pages)
 {
-	detail(CLASS_IPI, KIND_TLB_FLUSH, reason, pages);
+	struct cpu_state *st = detail_state();
+
+	if (st)
+		add_cause(st, CLASS_IPI, KIND_TLB_FLUSH, reason, pages);
 	return 0;
 }
 
