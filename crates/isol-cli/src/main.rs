@@ -32,6 +32,9 @@ enum Command {
     Apply(cmd::apply::Args),
     /// Restore every value isol apply changed, byte for byte.
     Revert(cmd::revert::Args),
+    /// IPI and interruption census of isolated CPUs under a housekeeping
+    /// load (seed 004's measurement); --import a trace-cmd report; --compare two runs.
+    Census(cmd::census::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Audit(a) => cmd::audit::run(a),
         Command::Apply(a) => cmd::apply::run(a),
         Command::Revert(a) => cmd::revert::run(a),
+        Command::Census(a) => cmd::census::run(a),
     };
     match r {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod census;
 pub mod doctor;
 pub mod info;
 pub mod revert;

@@ -1,0 +1,589 @@
+//! The built-in housekeeping load: reproduces, on purpose, each class of
+//! interference seed 004 found on isolated CPUs, plus ordinary pressure.
+//! Every generator thread is pinned to the housekeeping CPUs; the only
+//! threads on isolated CPUs are the census victims (spinning, labelled in
+//! the report), which exist because some IPIs only reach a CPU running
+//! (or lazily holding) the sender's mm.
+//!
+//! | class | mechanism | IPI the isolated CPU takes |
+//! |---|---|---|
+//! | `kernel-tlb` | create/close 4 MiB BPF array maps: vmalloc/vfree churn; once the lazily freed vmap area passes lazy_max_pages a kworker purges it with flush_tlb_kernel_range | `do_flush_tlb_all` / `do_kernel_range_flush` (on_each_cpu, every CPU) |
+//! | `text-poke` | (a) SO_ATTACH_FILTER: classic BPF JIT-compiled into a bpf_prog_pack; (b) perf open/close of an unused tracepoint: its static key flips, text_poke_bp patches kernel text | (b) `do_sync_core` on every CPU; (a) whatever the pack allocator does on this kernel (`__bpf_arch_ibpb` on 6.18, TLB flushes from set_memory_*) |
+//! | `smp-call` | membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED): smp_call_function_many to the CPUs running this process (the victims) | `ipi_mb` |
+//! | `nohz-kick` | arm/disarm a CLOCK_PROCESS_CPUTIME_ID timer: the POSIX_TIMER tick dependency kicks every nohz_full CPU running the process | `nohz_full_kick_func` (irq_work, only on nohz_full CPUs) |
+//! | `user-tlb` | mmap/touch/mprotect/munmap in a sibling thread of the victims | `flush_tlb_func` |
+//! | `pressure` | hackbench-like: socketpair message rounds, UDP over loopback | none by design: CPU, memory and network (NET_RX softirq) load on the housekeeping CPUs, as rteval's |
+
+use crate::report::{ClassStats, Victim};
+use anyhow::{bail, Context, Result};
+use isol_cpulist::CpuSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Class {
+    KernelTlb,
+    TextPoke,
+    SmpCall,
+    NohzKick,
+    UserTlb,
+    Pressure,
+}
+
+impl Class {
+    pub const ALL: [Class; 6] = [
+        Class::KernelTlb,
+        Class::TextPoke,
+        Class::SmpCall,
+        Class::NohzKick,
+        Class::UserTlb,
+        Class::Pressure,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::KernelTlb => "kernel-tlb",
+            Class::TextPoke => "text-poke",
+            Class::SmpCall => "smp-call",
+            Class::NohzKick => "nohz-kick",
+            Class::UserTlb => "user-tlb",
+            Class::Pressure => "pressure",
+        }
+    }
+
+    pub fn mechanism(self) -> &'static str {
+        match self {
+            Class::KernelTlb => "BPF array map create/close (vmalloc/vfree churn, lazy vmap purge)",
+            Class::TextPoke => {
+                "SO_ATTACH_FILTER BPF JIT + static key flips (perf tracepoint open/close)"
+            }
+            Class::SmpCall => "membarrier(PRIVATE_EXPEDITED) to the victims' CPUs",
+            Class::NohzKick => "arm/disarm a process CPU-time timer (POSIX_TIMER tick dependency)",
+            Class::UserTlb => "mmap/mprotect/munmap beside the victims (same mm)",
+            Class::Pressure => "hackbench-like socketpair rounds and UDP over loopback",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Class> {
+        Class::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .with_context(|| {
+                let names: Vec<_> = Class::ALL.iter().map(|c| c.name()).collect();
+                format!("unknown load class {s:?} (known: {})", names.join(", "))
+            })
+    }
+
+    /// Whether the class needs a census victim sharing the load's mm.
+    pub fn needs_victim(self) -> bool {
+        matches!(self, Class::SmpCall | Class::NohzKick | Class::UserTlb)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub isolated: CpuSet,
+    pub housekeeping: CpuSet,
+    pub classes: Vec<Class>,
+    /// Generators to run (none: victims only, e.g. with a user command).
+    pub generators: bool,
+    /// Spin a census victim thread on each isolated CPU.
+    pub victims: bool,
+}
+
+#[derive(Default)]
+struct Stat {
+    ops: AtomicU64,
+    errors: AtomicU64,
+    first_error: Mutex<String>,
+}
+
+impl Stat {
+    fn ok(&self) {
+        self.ops.fetch_add(1, Ordering::Relaxed);
+    }
+    fn err(&self, what: &str) {
+        if self.errors.fetch_add(1, Ordering::Relaxed) == 0 {
+            *self.first_error.lock().unwrap() =
+                format!("{what}: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+struct VictimSlot {
+    cpu: u32,
+    tid: u32,
+    loops: Arc<AtomicU64>,
+}
+
+/// A running load. [`Load::stop_generators`] then [`Load::finish`].
+pub struct Load {
+    stop_gen: Arc<AtomicBool>,
+    stop_victims: Arc<AtomicBool>,
+    generators: Vec<JoinHandle<()>>,
+    victim_threads: Vec<JoinHandle<()>>,
+    victims: Vec<VictimSlot>,
+    stats: Vec<(Class, Arc<Stat>)>,
+}
+
+fn pin_thread(cpus: &CpuSet) -> bool {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET bounds are checked.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for c in cpus.iter() {
+            if (c as usize) < libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(c as usize, &mut set);
+            }
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+fn gettid() -> u32 {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    if !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(d);
+    }
+}
+
+impl Load {
+    /// Start victims first (they must run before any IPI can reach
+    /// them), then, if `generators`, the classes' generator threads.
+    pub fn start(o: &Options) -> Result<Load> {
+        if o.housekeeping.is_empty() {
+            bail!("no housekeeping CPU to run the load on");
+        }
+        let mut load = Load {
+            stop_gen: Arc::new(AtomicBool::new(false)),
+            stop_victims: Arc::new(AtomicBool::new(false)),
+            generators: Vec::new(),
+            victim_threads: Vec::new(),
+            victims: Vec::new(),
+            stats: Vec::new(),
+        };
+        if o.victims {
+            for cpu in o.isolated.iter() {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let stop = load.stop_victims.clone();
+                let loops = Arc::new(AtomicU64::new(0));
+                let l = loops.clone();
+                let h = std::thread::Builder::new()
+                    .name("census-victim".into())
+                    .spawn(move || {
+                        let pinned = pin_thread(&CpuSet::single(cpu));
+                        let _ = tx.send((pinned, gettid()));
+                        // One atomic add per iteration; no kernel entry.
+                        while !stop.load(Ordering::Relaxed) {
+                            l.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })?;
+                let (pinned, tid) = rx.recv().context("census victim did not start")?;
+                if !pinned {
+                    bail!("cannot pin the census victim to CPU {cpu}");
+                }
+                load.victim_threads.push(h);
+                load.victims.push(VictimSlot { cpu, tid, loops });
+            }
+        }
+        if o.generators {
+            load.start_generators(o)?;
+        }
+        Ok(load)
+    }
+
+    /// Start the classes' generator threads on the housekeeping CPUs.
+    pub fn start_generators(&mut self, o: &Options) -> Result<()> {
+        let load = self;
+        {
+            for &c in &o.classes {
+                let st = Arc::new(Stat::default());
+                load.stats.push((c, st.clone()));
+                let hk = o.housekeeping.clone();
+                let stop = load.stop_gen.clone();
+                for (name, f) in generators(c) {
+                    let st = st.clone();
+                    let hk = hk.clone();
+                    let stop = stop.clone();
+                    let h = std::thread::Builder::new()
+                        .name(name.into())
+                        .spawn(move || {
+                            pin_thread(&hk);
+                            f(&stop, &st, &hk);
+                        })?;
+                    load.generators.push(h);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn victims(&self) -> Vec<(u32, u32)> {
+        self.victims.iter().map(|v| (v.cpu, v.tid)).collect()
+    }
+
+    /// Stop and join the generators (victims keep spinning).
+    pub fn stop_generators(&mut self) {
+        self.stop_gen.store(true, Ordering::Relaxed);
+        for h in self.generators.drain(..) {
+            let _ = h.join();
+        }
+    }
+
+    /// Stop everything; the per-class statistics and the victims.
+    pub fn finish(mut self) -> (Vec<ClassStats>, Vec<Victim>) {
+        self.stop_generators();
+        self.stop_victims.store(true, Ordering::Relaxed);
+        for h in self.victim_threads.drain(..) {
+            let _ = h.join();
+        }
+        let stats = self
+            .stats
+            .iter()
+            .map(|(c, s)| ClassStats {
+                class: c.name().into(),
+                mechanism: c.mechanism().into(),
+                ops: s.ops.load(Ordering::Relaxed),
+                errors: s.errors.load(Ordering::Relaxed),
+                error: s.first_error.lock().unwrap().clone(),
+            })
+            .collect();
+        let victims = self
+            .victims
+            .iter()
+            .map(|v| Victim {
+                cpu: v.cpu,
+                tid: v.tid,
+                comm: "census-victim".into(),
+                loops: v.loops.load(Ordering::Relaxed),
+            })
+            .collect();
+        (stats, victims)
+    }
+}
+
+type GenFn = fn(&AtomicBool, &Stat, &CpuSet);
+
+fn generators(c: Class) -> Vec<(&'static str, GenFn)> {
+    match c {
+        Class::KernelTlb => vec![("census-ktlb", kernel_tlb)],
+        Class::TextPoke => vec![("census-jit", bpf_jit), ("census-skey", static_key)],
+        Class::SmpCall => vec![("census-mb", membarrier)],
+        Class::NohzKick => vec![("census-kick", nohz_kick)],
+        Class::UserTlb => vec![("census-utlb", user_tlb)],
+        Class::Pressure => vec![("census-hb", hackbench), ("census-udp", udp_loopback)],
+    }
+}
+
+/// vmalloc/vfree churn: a 4 MiB BPF array map is vmalloc'ed at create
+/// and vfree'd (from a kworker) after close.
+fn kernel_tlb(stop: &AtomicBool, st: &Stat, _: &CpuSet) {
+    while !stop.load(Ordering::Relaxed) {
+        // union bpf_attr for BPF_MAP_CREATE: map_type, key_size,
+        // value_size, max_entries, then zeros.
+        let mut attr = [0u32; 30];
+        attr[0] = 2; // BPF_MAP_TYPE_ARRAY
+        attr[1] = 4;
+        attr[2] = 4096;
+        attr[3] = 1024;
+        // SAFETY: attr is a valid, zero-padded bpf_attr of the given size.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                0, // BPF_MAP_CREATE
+                attr.as_mut_ptr(),
+                std::mem::size_of_val(&attr),
+            )
+        };
+        if fd < 0 {
+            st.err("bpf(BPF_MAP_CREATE)");
+            sleep_unless(stop, Duration::from_millis(100));
+            continue;
+        }
+        // SAFETY: fd was just returned to us.
+        unsafe { libc::close(fd as i32) };
+        st.ok();
+        sleep_unless(stop, Duration::from_millis(2));
+    }
+}
+
+/// Classic BPF filter attached to a socket: JIT-compiled into a
+/// bpf_prog_pack (as in seed 004's NetworkManager stack).
+fn bpf_jit(stop: &AtomicBool, st: &Stat, _: &CpuSet) {
+    let code: [libc::sock_filter; 4] = [
+        libc::sock_filter {
+            code: 0x20,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }, // ld [0]
+        libc::sock_filter {
+            code: 0x15,
+            jt: 0,
+            jf: 1,
+            k: 0x0800,
+        }, // jeq #0x800
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0xffff,
+        }, // ret #0xffff
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }, // ret #0
+    ];
+    let prog = libc::sock_fprog {
+        len: 4,
+        filter: code.as_ptr() as *mut _,
+    };
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: plain socket calls with valid pointers and sizes.
+        unsafe {
+            let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+            if s < 0 {
+                st.err("socket");
+            } else {
+                let r = libc::setsockopt(
+                    s,
+                    libc::SOL_SOCKET,
+                    libc::SO_ATTACH_FILTER,
+                    &prog as *const _ as *const libc::c_void,
+                    std::mem::size_of_val(&prog) as u32,
+                );
+                if r == 0 {
+                    st.ok();
+                } else {
+                    st.err("setsockopt(SO_ATTACH_FILTER)");
+                }
+                libc::close(s);
+            }
+        }
+        sleep_unless(stop, Duration::from_millis(10));
+    }
+}
+
+/// A tracepoint nothing else uses, by tracefs id.
+fn quiet_tracepoint() -> Option<u64> {
+    for dir in [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ] {
+        for tp in [
+            "task/task_rename",
+            "oom/oom_score_adj_update",
+            "sched/sched_kthread_stop_ret",
+            "signal/signal_deliver",
+        ] {
+            if let Ok(s) = std::fs::read_to_string(format!("{dir}/{tp}/id")) {
+                if let Ok(id) = s.trim().parse() {
+                    return Some(id);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Opening then closing a perf event on an unused tracepoint enables and
+/// disables its static key: text_poke_bp, do_sync_core on every CPU.
+fn static_key(stop: &AtomicBool, st: &Stat, hk: &CpuSet) {
+    let Some(id) = quiet_tracepoint() else {
+        st.err("no unused tracepoint found in tracefs");
+        return;
+    };
+    let cpu = hk.first().unwrap_or(0) as i32;
+    while !stop.load(Ordering::Relaxed) {
+        // struct perf_event_attr: type u32, size u32, config u64, rest 0.
+        let mut attr = [0u64; 16];
+        attr[0] = 2 | (128u64 << 32); // PERF_TYPE_TRACEPOINT, size 128
+        attr[1] = id;
+        // SAFETY: attr is a zeroed perf_event_attr of the size it declares.
+        let fd = unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), -1, cpu, -1, 0) };
+        if fd < 0 {
+            st.err("perf_event_open(tracepoint)");
+            sleep_unless(stop, Duration::from_millis(500));
+            continue;
+        }
+        // SAFETY: our fd.
+        unsafe { libc::close(fd as i32) };
+        st.ok();
+        sleep_unless(stop, Duration::from_millis(50));
+    }
+}
+
+/// membarrier(PRIVATE_EXPEDITED): an IPI (ipi_mb) to every CPU running
+/// a thread of this process — the census victims.
+fn membarrier(stop: &AtomicBool, st: &Stat, _: &CpuSet) {
+    const REGISTER_PRIVATE_EXPEDITED: i64 = 1 << 4;
+    const PRIVATE_EXPEDITED: i64 = 1 << 3;
+    // SAFETY: membarrier takes plain integers.
+    if unsafe { libc::syscall(libc::SYS_membarrier, REGISTER_PRIVATE_EXPEDITED, 0, 0) } != 0 {
+        st.err("membarrier(REGISTER_PRIVATE_EXPEDITED)");
+        return;
+    }
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: as above.
+        if unsafe { libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0, 0) } == 0 {
+            st.ok();
+        } else {
+            st.err("membarrier(PRIVATE_EXPEDITED)");
+        }
+        sleep_unless(stop, Duration::from_millis(5));
+    }
+}
+
+/// Arming a process CPU-time timer sets the POSIX_TIMER tick dependency
+/// of the process: every nohz_full CPU running one of its threads is
+/// kicked (irq_work nohz_full_kick_func). Disarmed, the dependency clears
+/// at the victim's next tick, so the next arm kicks again.
+fn nohz_kick(stop: &AtomicBool, st: &Stat, _: &CpuSet) {
+    // SAFETY: a zeroed sigevent with SIGEV_NONE, then plain timer calls on
+    // the timer id the kernel returned.
+    unsafe {
+        let mut sev: libc::sigevent = std::mem::zeroed();
+        sev.sigev_notify = libc::SIGEV_NONE;
+        let mut t: libc::timer_t = std::mem::zeroed();
+        if libc::timer_create(libc::CLOCK_PROCESS_CPUTIME_ID, &mut sev, &mut t) != 0 {
+            st.err("timer_create(CLOCK_PROCESS_CPUTIME_ID)");
+            return;
+        }
+        let arm = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: 3600,
+                tv_nsec: 0,
+            },
+        };
+        let disarm: libc::itimerspec = std::mem::zeroed();
+        while !stop.load(Ordering::Relaxed) {
+            if libc::timer_settime(t, 0, &arm, std::ptr::null_mut()) == 0 {
+                st.ok();
+            } else {
+                st.err("timer_settime");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            libc::timer_settime(t, 0, &disarm, std::ptr::null_mut());
+            sleep_unless(stop, Duration::from_millis(15));
+        }
+        libc::timer_delete(t);
+    }
+}
+
+/// mmap/touch/mprotect/munmap in this process: TLB shootdowns to the
+/// CPUs running (or lazily holding) its mm.
+fn user_tlb(stop: &AtomicBool, st: &Stat, _: &CpuSet) {
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: an anonymous private mapping we own and unmap.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                st.err("mmap");
+            } else {
+                *(p as *mut u8) = 1;
+                libc::mprotect(p, 4096, libc::PROT_READ);
+                libc::munmap(p, 4096);
+                st.ok();
+            }
+        }
+        sleep_unless(stop, Duration::from_millis(2));
+    }
+}
+
+/// hackbench's unit: a sender and a receiver over a socketpair, 100-byte
+/// messages in rounds.
+fn hackbench(stop: &AtomicBool, st: &Stat, hk: &CpuSet) {
+    let mut fds = [0i32; 2];
+    // SAFETY: fds has room for the two descriptors.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) } != 0 {
+        st.err("socketpair");
+        return;
+    }
+    let rx = fds[1];
+    let hk2 = hk.clone();
+    let reader = std::thread::Builder::new()
+        .name("census-hb-rx".into())
+        .spawn(move || {
+            pin_thread(&hk2);
+            let mut buf = [0u8; 100];
+            // SAFETY: reading into our buffer from our socket.
+            while unsafe { libc::read(rx, buf.as_mut_ptr() as *mut _, buf.len()) } > 0 {}
+        });
+    let msg = [0x5au8; 100];
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..100 {
+            // SAFETY: writing our buffer to our socket.
+            if unsafe { libc::write(fds[0], msg.as_ptr() as *const _, msg.len()) } < 0 {
+                st.err("write");
+            }
+        }
+        st.ok();
+        // Leave room for the other generators on a small machine.
+        sleep_unless(stop, Duration::from_micros(500));
+    }
+    // SAFETY: our descriptors; closing the writer ends the reader.
+    unsafe {
+        libc::close(fds[0]);
+    }
+    if let Ok(r) = reader {
+        let _ = r.join();
+    }
+    // SAFETY: our descriptor.
+    unsafe { libc::close(rx) };
+}
+
+/// UDP datagrams over loopback: NET_TX/NET_RX softirqs on housekeeping.
+fn udp_loopback(stop: &AtomicBool, st: &Stat, _: &CpuSet) {
+    let Ok(rx) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+        st.err("bind");
+        return;
+    };
+    let Ok(tx) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+        st.err("bind");
+        return;
+    };
+    let _ = rx.set_nonblocking(true);
+    let to = rx.local_addr().unwrap();
+    let mut buf = [0u8; 1500];
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..50 {
+            if tx.send_to(&buf[..1200], to).is_err() {
+                st.err("sendto");
+            }
+        }
+        while rx.recv_from(&mut buf).is_ok() {}
+        st.ok();
+        sleep_unless(stop, Duration::from_millis(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_names_round_trip() {
+        for c in Class::ALL {
+            assert_eq!(Class::parse(c.name()).unwrap(), c);
+        }
+        assert!(Class::parse("nope").is_err());
+    }
+}
