@@ -1,0 +1,495 @@
+//! The report: per-CPU summary (min/avg/max, percentiles, availability,
+//! count and time per cause), the N worst gaps with their cause chain and
+//! sender stack, a per-second timeline, the loop histogram. Built from the
+//! samplers' outcomes and the capture engine's records; rendered by
+//! [`text`], [`json`] and [`html`].
+
+pub mod html;
+pub mod json;
+pub mod text;
+
+use crate::attribute::{self, Attribution, Params, Span};
+use crate::histogram::Histogram;
+use crate::sampler::Outcome;
+use isol_capture::record::{RawRecord, Record, Sender};
+use isol_capture::Cause;
+use isol_cpulist::CpuSet;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+pub const SCHEMA: &str = "isol.noise/1";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    /// `synthetic` (TSC loop) or `pid` (a running task, capture only).
+    pub mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    pub cpus: CpuSet,
+    pub duration_s: f64,
+    pub threshold_ns: u64,
+    /// Ctrl-C ended the run: the report is partial.
+    pub interrupted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stop>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tsc_hz: Option<f64>,
+    /// Running under a hypervisor (cpuinfo `hypervisor` flag).
+    pub virtualized: bool,
+    /// Gaps were matched with kernel entries (the capture engine ran).
+    pub attribution: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureInfo>,
+    pub per_cpu: Vec<CpuReport>,
+    /// Things the reader should know (no attribution, chosen CPU, ...).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stop {
+    pub cpu: u32,
+    pub gap_ns: u64,
+    pub at_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaptureInfo {
+    pub attached: usize,
+    pub skipped: Vec<&'static str>,
+    pub records: u64,
+    pub drops: isol_capture::Drops,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub p9999: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuReport {
+    pub cpu: u32,
+    /// Loop iterations (synthetic mode).
+    pub loops: u64,
+    /// Loop deltas (synthetic) or interruption durations (pid), ns.
+    pub min_ns: u64,
+    pub avg_ns: f64,
+    pub max_ns: u64,
+    /// From the histogram: upper bound of the bucket holding each quantile.
+    pub percentiles: Percentiles,
+    /// Share of the run the loop (or task) had the CPU, %.
+    pub availability_pct: f64,
+    /// Gaps above the threshold (pid mode: interruptions).
+    pub gaps: u64,
+    /// Gaps not kept (buffer full); counted in the histogram only.
+    pub gaps_lost: u64,
+    /// Total time in gaps, ns.
+    pub noise_ns: u64,
+    /// Gaps with a kernel cause / all gaps kept.
+    pub attributed: u64,
+    pub attributed_pct: f64,
+    /// Time in gaps no kernel entry covers, ns.
+    pub hw_ns: u64,
+    /// Count and time per primary cause, largest time first.
+    pub causes: Vec<CauseRow>,
+    /// The worst gaps, longest first ("auto analysis").
+    pub worst: Vec<Gap>,
+    /// With --stop-above: the gaps of the last 100 ms before the stop.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub before_stop: Vec<Gap>,
+    /// Test hook: the stall injected into the loop, as attributed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub injected: Option<Gap>,
+    pub timeline: Vec<Second>,
+    pub histogram: Histogram,
+}
+
+/// A cause as the report names it: the capture engine's class/kind/detail,
+/// or class `hw` for time with no kernel entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Named {
+    pub class: String,
+    pub kind: String,
+    pub detail: String,
+}
+
+impl Named {
+    pub fn of(c: &Cause) -> Named {
+        Named {
+            class: c.class.name().into(),
+            kind: c.kind.name().into(),
+            detail: c.detail.clone(),
+        }
+    }
+    pub fn hw(steal: bool) -> Named {
+        Named {
+            class: "hw".into(),
+            kind: if steal {
+                "hypervisor"
+            } else {
+                "no_kernel_entry"
+            }
+            .into(),
+            detail: if steal {
+                "no kernel entry; the hypervisor reported steal time then".into()
+            } else {
+                "no kernel entry: SMI, hypervisor preemption or SMT sibling".into()
+            },
+        }
+    }
+    pub fn runqueue() -> Named {
+        Named {
+            class: "sched".into(),
+            kind: "runqueue_wait".into(),
+            detail: "another task ran on this CPU (run-queue wait, from schedstat)".into(),
+        }
+    }
+    pub fn label(&self) -> String {
+        format!("{} {} {}", self.class, self.kind, self.detail)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CauseRow {
+    #[serde(flatten)]
+    pub cause: Named,
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Gap {
+    /// CLOCK_MONOTONIC ns (the capture engine's clock).
+    pub start_ns: u64,
+    /// Seconds since the run started.
+    pub at_s: f64,
+    pub duration_ns: u64,
+    pub cause: Named,
+    /// Covered by kernel entries / by none, ns.
+    pub kernel_ns: u64,
+    pub hw_ns: u64,
+    /// The primary entry's cause chain, outermost first.
+    pub chain: Vec<Cause>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Sender>,
+    /// Every kernel entry inside the gap.
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    #[serde(flatten)]
+    pub cause: Named,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub tid: u32,
+    pub comm: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Second {
+    pub second: u64,
+    /// Largest loop delta (synthetic) or interruption (pid) that second.
+    pub max_ns: u64,
+    pub gaps: u64,
+    pub noise_ns: u64,
+    pub hw_ns: u64,
+    /// Steal time the kernel accounted to this CPU that second.
+    pub steal_ns: u64,
+}
+
+/// Inputs the builder needs besides the outcome.
+pub struct Context<'a> {
+    pub params: Params,
+    pub worst: usize,
+    pub threshold_ns: u64,
+    /// Monotonic ns when the run started.
+    pub t0_ns: u64,
+    /// Per second of the run, steal ns accounted to this CPU.
+    pub steal: &'a [u64],
+    /// (monotonic ns, cumulative run-queue wait ns) of the measuring
+    /// thread, sampled every few ms from /proc (schedstat): time another
+    /// task had the CPU while the loop was runnable. The capture engine
+    /// records preemption by kernel threads only, so a user task sharing
+    /// the CPU leaves gaps with no record; this names them.
+    pub runq: &'a [(u64, u64)],
+    pub resolve: &'a dyn Fn(&RawRecord) -> Record,
+    pub cause: &'a dyn Fn(&RawRecord) -> Cause,
+}
+
+fn percentiles(h: &Histogram) -> Percentiles {
+    let p = |q| h.percentile(q).unwrap_or(0);
+    Percentiles {
+        p50: p(0.5),
+        p90: p(0.9),
+        p99: p(0.99),
+        p999: p(0.999),
+        p9999: p(0.9999),
+    }
+}
+
+/// Whether the loop's run-queue wait in the sampling interval holding
+/// [start, end) accounts for `hw_ns` of uncovered gap time (80%); the
+/// wait is handed out once.
+fn runq_covers(runq: &[(u64, u64)], budget: &mut [u64], start: u64, end: u64, hw_ns: u64) -> bool {
+    if hw_ns == 0 || runq.len() < 2 {
+        return false;
+    }
+    // Interval i is [runq[i].0, runq[i+1].0).
+    let i = runq.partition_point(|s| s.0 <= start);
+    if i == 0 || i >= runq.len() || runq[i].0 < end {
+        return false;
+    }
+    let b = &mut budget[i - 1];
+    if *b * 5 >= hw_ns * 4 {
+        *b = b.saturating_sub(hw_ns);
+        return true;
+    }
+    false
+}
+
+/// `records` are this CPU's (any order). `gaps`: (mono start, ns).
+fn analyse(
+    cpu: u32,
+    gaps: &[(u64, u64)],
+    records: &[RawRecord],
+    cx: &Context,
+    duration_ns: u64,
+) -> (CpuReport, Vec<Attribution>, Vec<Named>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by_key(|&i| records[i].start_ns);
+    let spans: Vec<Span> = order
+        .iter()
+        .map(|&i| {
+            let r = &records[i];
+            Span {
+                start: r.start_ns,
+                len: r.duration_ns,
+                point: r.flags & isol_capture::record::REC_NO_DURATION != 0,
+            }
+        })
+        .collect();
+    let gspans: Vec<Span> = gaps.iter().map(|&(s, l)| Span::new(s, l)).collect();
+    let attr = attribute::attribute(&gspans, &spans, cx.params);
+    let secs = duration_ns.div_ceil(1_000_000_000).max(1) as usize;
+    let mut timeline: Vec<Second> = (0..secs)
+        .map(|s| Second {
+            second: s as u64,
+            steal_ns: cx.steal.get(s).copied().unwrap_or(0),
+            ..Second::default()
+        })
+        .collect();
+    let mut rows: BTreeMap<Named, CauseRow> = BTreeMap::new();
+    let (mut noise, mut hw_ns, mut attributed) = (0u64, 0u64, 0u64);
+    let mut names = Vec::with_capacity(gaps.len());
+    // Run-queue wait still to hand out, per sampling interval.
+    let mut budget: Vec<u64> = cx
+        .runq
+        .windows(2)
+        .map(|w| w[1].1.saturating_sub(w[0].1))
+        .collect();
+    for (g, a) in gaps.iter().zip(&attr) {
+        let sec = (g.0.saturating_sub(cx.t0_ns) / 1_000_000_000) as usize;
+        let steal = [sec.wrapping_sub(1), sec, sec + 1]
+            .iter()
+            .any(|&s| cx.steal.get(s).is_some_and(|&v| v > 0));
+        let name = match (a.hw, a.primary) {
+            (false, Some(p)) => {
+                attributed += 1;
+                Named::of(&(cx.cause)(&records[order[p]]))
+            }
+            _ if runq_covers(cx.runq, &mut budget, g.0, g.0 + g.1, a.hw_ns) => {
+                attributed += 1;
+                Named::runqueue()
+            }
+            _ => Named::hw(steal),
+        };
+        noise += g.1;
+        hw_ns += a.hw_ns;
+        if sec >= timeline.len() {
+            timeline.resize_with(sec + 1, Second::default);
+            for (i, t) in timeline.iter_mut().enumerate() {
+                t.second = i as u64;
+            }
+        }
+        let t = &mut timeline[sec];
+        t.gaps += 1;
+        t.noise_ns += g.1;
+        t.hw_ns += a.hw_ns;
+        t.max_ns = t.max_ns.max(g.1);
+        let row = rows.entry(name.clone()).or_insert(CauseRow {
+            cause: name.clone(),
+            count: 0,
+            total_ns: 0,
+            max_ns: 0,
+        });
+        row.count += 1;
+        row.total_ns += g.1;
+        row.max_ns = row.max_ns.max(g.1);
+        names.push(name);
+    }
+    let mut causes: Vec<CauseRow> = rows.into_values().collect();
+    causes.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then(a.cause.cmp(&b.cause)));
+    let mut idx: Vec<usize> = (0..gaps.len()).collect();
+    idx.sort_by(|&a, &b| gaps[b].1.cmp(&gaps[a].1).then(a.cmp(&b)));
+    let worst_idx: Vec<usize> = idx.into_iter().take(cx.worst).collect();
+    let rep = CpuReport {
+        cpu,
+        loops: 0,
+        min_ns: 0,
+        avg_ns: 0.0,
+        max_ns: 0,
+        percentiles: Percentiles::default(),
+        availability_pct: if duration_ns == 0 {
+            100.0
+        } else {
+            100.0 * (1.0 - noise.min(duration_ns) as f64 / duration_ns as f64)
+        },
+        gaps: gaps.len() as u64,
+        gaps_lost: 0,
+        noise_ns: noise,
+        attributed,
+        attributed_pct: if gaps.is_empty() {
+            100.0
+        } else {
+            100.0 * attributed as f64 / gaps.len() as f64
+        },
+        hw_ns,
+        causes,
+        worst: Vec::new(),
+        before_stop: Vec::new(),
+        injected: None,
+        timeline,
+        histogram: Histogram::new(1000, 1),
+    };
+    let mut rep = rep;
+    rep.worst = worst_idx
+        .iter()
+        .map(|&i| gap(gaps[i], &attr[i], &names[i], records, &order, cx))
+        .collect();
+    (rep, attr, names, order)
+}
+
+fn gap(
+    g: (u64, u64),
+    a: &Attribution,
+    name: &Named,
+    records: &[RawRecord],
+    order: &[usize],
+    cx: &Context,
+) -> Gap {
+    let primary = a
+        .primary
+        .filter(|_| !a.hw)
+        .map(|p| (cx.resolve)(&records[order[p]]));
+    Gap {
+        start_ns: g.0,
+        at_s: g.0.saturating_sub(cx.t0_ns) as f64 / 1e9,
+        duration_ns: g.1,
+        cause: name.clone(),
+        kernel_ns: a.kernel_ns,
+        hw_ns: a.hw_ns,
+        chain: primary
+            .as_ref()
+            .map(|r| r.chain.clone())
+            .unwrap_or_default(),
+        sender: primary.and_then(|r| r.sender),
+        entries: a
+            .entries
+            .iter()
+            .map(|&e| {
+                let r = &records[order[e]];
+                Entry {
+                    cause: Named::of(&(cx.cause)(r)),
+                    start_ns: r.start_ns,
+                    duration_ns: r.duration_ns,
+                    tid: r.tid,
+                    comm: isol_capture::record::comm(&r.comm),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// One CPU of a synthetic run.
+pub fn synthetic_cpu(o: &Outcome, records: &[RawRecord], cx: &Context) -> CpuReport {
+    let c = &o.clock;
+    let gaps: Vec<(u64, u64)> = o.gaps.iter().map(|&(s, l)| (c.mono(s), c.ns(l))).collect();
+    let run_ns = c.ns(o.end_tsc.saturating_sub(o.start_tsc));
+    let (mut rep, attr, names, order) = analyse(o.cpu, &gaps, records, cx, run_ns);
+    rep.loops = o.loops;
+    rep.min_ns = c.ns(o.min_ticks);
+    rep.max_ns = c.ns(o.max_ticks);
+    rep.avg_ns = if o.loops == 0 {
+        0.0
+    } else {
+        c.ns(o.sum_ticks) as f64 / o.loops as f64
+    };
+    rep.percentiles = percentiles(&o.histogram);
+    rep.histogram = o.histogram.clone();
+    rep.gaps_lost = o.lost;
+    for (t, m) in rep.timeline.iter_mut().zip(&o.second_max) {
+        t.max_ns = t.max_ns.max(c.ns(*m));
+    }
+    if let Some(s) = o.stopped_by {
+        let end = gaps[s].0;
+        rep.before_stop = (0..=s)
+            .filter(|&i| gaps[i].0 + 100_000_000 >= end)
+            .map(|i| gap(gaps[i], &attr[i], &names[i], records, &order, cx))
+            .collect();
+    }
+    if let Some(inj) = o.injected {
+        if let Some(i) = o.gaps.iter().position(|&g| g == inj) {
+            rep.injected = Some(gap(gaps[i], &attr[i], &names[i], records, &order, cx));
+        }
+    }
+    rep
+}
+
+/// One CPU of a `--pid` run: every interruption of the task is a gap.
+pub fn pid_cpu(
+    cpu: u32,
+    records: &[RawRecord],
+    cx: &Context,
+    duration_ns: u64,
+    width_ns: u64,
+    buckets: usize,
+) -> CpuReport {
+    let gaps: Vec<(u64, u64)> = records
+        .iter()
+        .map(|r| (r.start_ns, r.duration_ns))
+        .collect();
+    let mut sorted: Vec<(u64, u64)> = gaps.clone();
+    sorted.sort();
+    let (mut rep, ..) = analyse(cpu, &sorted, records, cx, duration_ns);
+    let mut h = Histogram::new(width_ns, buckets);
+    for g in &gaps {
+        h.add(g.1);
+    }
+    rep.min_ns = gaps.iter().map(|g| g.1).min().unwrap_or(0);
+    rep.max_ns = gaps.iter().map(|g| g.1).max().unwrap_or(0);
+    rep.avg_ns = if gaps.is_empty() {
+        0.0
+    } else {
+        rep.noise_ns as f64 / gaps.len() as f64
+    };
+    rep.percentiles = percentiles(&h);
+    rep.histogram = h;
+    rep
+}
+
+pub fn fmt_ns(v: u64) -> String {
+    match v {
+        0..=9_999 => format!("{v} ns"),
+        10_000..=999_999 => format!("{:.1} us", v as f64 / 1e3),
+        _ => format!("{:.2} ms", v as f64 / 1e6),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

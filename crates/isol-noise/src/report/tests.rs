@@ -1,0 +1,250 @@
+//! The report builder and renderers on a made-up run: one CPU, a tick
+//! inside one gap, nothing inside another (hw), a TLB IPI in a third.
+
+use super::*;
+use crate::clock::Clock;
+use isol_capture::record::RawCause;
+use isol_capture::{Class, Kind};
+
+pub(crate) fn cause_of(r: &RawRecord) -> Cause {
+    let (class, kind) = (
+        Class::from_raw(r.primary.class),
+        Kind::from_raw(r.primary.kind),
+    );
+    Cause {
+        class,
+        kind,
+        detail: match kind {
+            Kind::LocalTimer => "tick_nohz_handler".into(),
+            Kind::CallFunction => "flush_tlb_func".into(),
+            _ => "?".into(),
+        },
+        irq: None,
+        vector: None,
+        address: None,
+        pid: None,
+        nr: None,
+    }
+}
+
+fn record_of(r: &RawRecord) -> Record {
+    Record {
+        cpu: r.cpu,
+        tid: r.tid,
+        pid: r.tgid,
+        comm: "isol-sampler1".into(),
+        start_ns: r.start_ns,
+        duration_ns: r.duration_ns,
+        exact: false,
+        idle: false,
+        strict_break: false,
+        no_duration: false,
+        truncated: false,
+        cause: cause_of(r),
+        chain: vec![cause_of(r)],
+        sender: (r.primary.kind == 5).then(|| Sender {
+            cpu: 0,
+            context: "task",
+            pid: 42,
+            comm: "noisegen".into(),
+            callsite: "smp_call_function_many_cond".into(),
+            function: "flush_tlb_func".into(),
+            stack: vec!["flush_tlb_mm_range".into(), "__x64_sys_munmap".into()],
+        }),
+    }
+}
+
+fn raw(start_ns: u64, dur: u64, class: u8, kind: u8) -> RawRecord {
+    RawRecord {
+        start_ns,
+        duration_ns: dur,
+        cpu: 1,
+        tid: 7,
+        primary: RawCause {
+            class,
+            kind,
+            ..RawCause::default()
+        },
+        ..RawRecord::default()
+    }
+}
+
+/// 1 GHz TSC, monotonic = TSC + 1e9: ticks are ns.
+pub(crate) fn made_up() -> Report {
+    let clock = Clock {
+        tsc0: 0,
+        mono0: 1_000_000_000,
+        hz: 1e9,
+    };
+    let mut h = Histogram::new(1000, 32);
+    h.counts[0] = 1_000_000;
+    h.counts[20] = 1;
+    h.counts[31] = 2;
+    let o = Outcome {
+        cpu: 1,
+        clock,
+        start_tsc: 0,
+        end_tsc: 2_000_000_000,
+        loops: 1_000_003,
+        min_ticks: 30,
+        max_ticks: 2_000_000,
+        sum_ticks: 2_000_000_000,
+        histogram: h,
+        gaps: vec![
+            (100_000_000, 20_000),    // tick inside
+            (600_000_000, 2_000_000), // nothing: hw (the injected stall)
+            (1_500_000_000, 40_000),  // TLB IPI
+        ],
+        lost: 0,
+        stopped_by: None,
+        injected: Some((600_000_000, 2_000_000)),
+        second_max: vec![2_000_000, 40_000],
+    };
+    let recs = vec![
+        raw(1_000_000_000 + 100_004_000, 12_000, 3, 2),
+        raw(1_000_000_000 + 1_500_002_000, 35_000, 2, 5),
+        raw(1_000_000_000 + 1_900_000_000, 10_000, 3, 2), // in no gap
+    ];
+    let cx = Context {
+        params: Params::default(),
+        worst: 10,
+        threshold_ns: 5_000,
+        t0_ns: 1_000_000_000,
+        steal: &[],
+        runq: &[
+            (1_000_000_000, 0),
+            (1_550_000_000, 0),
+            (2_000_000_000, 0),
+            (3_000_000_000, 0),
+        ],
+        resolve: &record_of,
+        cause: &cause_of,
+    };
+    let cpu = synthetic_cpu(&o, &recs, &cx);
+    Report {
+        schema: SCHEMA,
+        mode: "synthetic",
+        pid: None,
+        cpus: CpuSet::single(1),
+        duration_s: 2.0,
+        threshold_ns: 5_000,
+        interrupted: false,
+        stopped: None,
+        tsc_hz: Some(1e9),
+        virtualized: false,
+        attribution: true,
+        capture: None,
+        per_cpu: vec![cpu],
+        notes: vec![],
+    }
+}
+
+#[test]
+fn builder_attributes_each_gap_and_sums_per_cause() {
+    let r = made_up();
+    let c = &r.per_cpu[0];
+    assert_eq!(c.gaps, 3);
+    assert_eq!(c.attributed, 2);
+    assert_eq!(c.noise_ns, 2_060_000);
+    assert_eq!(c.max_ns, 2_000_000);
+    assert_eq!(c.min_ns, 30);
+    let names: Vec<(&str, u64, u64)> = c
+        .causes
+        .iter()
+        .map(|r| (r.cause.class.as_str(), r.count, r.total_ns))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("hw", 1, 2_000_000),
+            ("ipi", 1, 40_000),
+            ("timer", 1, 20_000)
+        ]
+    );
+    assert_eq!(c.worst[0].cause.class, "hw");
+    assert_eq!(c.worst[1].cause.detail, "flush_tlb_func");
+    let s = c.worst[1].sender.as_ref().expect("sender of the TLB IPI");
+    assert_eq!(s.comm, "noisegen");
+    assert_eq!(c.injected.as_ref().unwrap().cause.class, "hw");
+    assert_eq!(c.timeline.len(), 2);
+    assert_eq!(c.timeline[0].gaps, 2);
+    assert_eq!(c.timeline[0].max_ns, 2_000_000);
+    assert_eq!(c.timeline[1].noise_ns, 40_000);
+    assert!((c.availability_pct - 100.0 * (1.0 - 2_060_000.0 / 2e9)).abs() < 1e-9);
+    assert_eq!(c.percentiles.p50, 1000);
+}
+
+#[test]
+fn text_json_and_oslat_renderings_carry_the_numbers() {
+    let r = made_up();
+    let t = text::render(&r);
+    assert!(t.contains("ipi       call_function"), "{t}");
+    assert!(
+        t.contains("sent by CPU 0 (task context) noisegen[42]"),
+        "{t}"
+    );
+    assert!(t.contains("injected 2.00 ms"), "{t}");
+    let o = text::oslat(&r);
+    assert!(o.contains("    001 (us):\t 1000000\n"), "{o}");
+    assert!(
+        o.contains("    032 (us):\t 2 (including overflows)\n"),
+        "{o}"
+    );
+    assert!(o.contains("     Maximum:\t 2000 (us)\n"), "{o}");
+    let v: serde_json::Value = serde_json::from_str(&json::render(&r)).unwrap();
+    assert_eq!(v["schema"], "isol.noise/1");
+    assert_eq!(v["per_cpu"][0]["causes"][0]["class"], "hw");
+    assert_eq!(v["per_cpu"][0]["worst"][1]["sender"]["comm"], "noisegen");
+}
+
+#[test]
+fn html_is_self_contained_and_labels_its_plots() {
+    let r = made_up();
+    let h = html::render(&r);
+    assert!(
+        !h.contains("http://") && !h.contains("https://"),
+        "no network"
+    );
+    assert!(h.contains("data-total-ns=\"40000\""));
+    assert!(h.contains("data-count=\"1000000\""));
+    assert!(h.contains("data-second=\"1\" data-max-ns=\"40000\""));
+    assert!(h.contains("ipi call_function flush_tlb_func: 40.0 us in 1 gaps"));
+    assert_eq!(html::esc("<a&\"'>"), "&lt;a&amp;&quot;&#39;&gt;");
+}
+
+#[test]
+fn run_queue_wait_names_an_uncovered_gap_but_only_up_to_the_wait() {
+    let mut budget = vec![3_000_000, 0];
+    let runq = [(0, 0), (10_000_000, 3_000_000), (20_000_000, 3_000_000)];
+    // 2 ms uncovered in interval 0 (3 ms of wait): sched.
+    assert!(runq_covers(
+        &runq,
+        &mut budget,
+        1_000_000,
+        3_000_000,
+        2_000_000
+    ));
+    // Another 2 ms there: only 1 ms of wait left.
+    assert!(!runq_covers(
+        &runq,
+        &mut budget,
+        4_000_000,
+        6_000_000,
+        2_000_000
+    ));
+    // Interval 1 had no wait; a gap across a sample boundary is not judged.
+    assert!(!runq_covers(
+        &runq,
+        &mut budget,
+        12_000_000,
+        13_000_000,
+        1_000_000
+    ));
+    assert!(!runq_covers(
+        &runq,
+        &mut budget,
+        9_000_000,
+        11_000_000,
+        1_000_000
+    ));
+}

@@ -1,0 +1,409 @@
+//! One measurement: pin isol to the housekeeping CPUs, start the capture
+//! engine (before the samplers: attaching patches kernel text and sends
+//! IPIs to every CPU), start one sampler per measured CPU, drain records
+//! every few ms from the housekeeping CPU, then build the report. In
+//! `--pid` mode there is no sampler: the task's interruptions are the gaps.
+
+use crate::attribute::Params;
+use crate::clock;
+use crate::report::{self, CaptureInfo, Context, Report, Stop};
+use crate::sampler::{self, Shared};
+use anyhow::{bail, Context as _, Result};
+use isol_capture::record::RawRecord;
+use isol_capture::{Capture, Options};
+use isol_cpulist::CpuSet;
+use isol_system::{Root, SystemModel};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// A TSC loop on each CPU; `sampler.cpu` is set per CPU.
+    Synthetic {
+        cpus: CpuSet,
+        sampler: sampler::Config,
+    },
+    /// The interruptions of a running process, from the capture alone.
+    Pid {
+        pid: u32,
+        bucket_width_ns: u64,
+        buckets: usize,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum Attribution {
+    /// Fail if the capture engine cannot start.
+    Required,
+    /// Measure without causes (and say so) if it cannot.
+    IfPossible,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    pub mode: Mode,
+    pub duration: Option<Duration>,
+    pub attribution: Attribution,
+    pub params: Params,
+    pub worst: usize,
+    pub ring_bytes: u32,
+    pub drain_ms: u64,
+}
+
+/// Live state for a progress line, once a second.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub elapsed_s: f64,
+    pub duration_s: Option<f64>,
+    /// (cpu, loops, max ns, gaps)
+    pub cpus: Vec<(u32, u64, u64, usize)>,
+    pub records: u64,
+}
+
+/// Run isol's own thread on the CPUs not measured.
+pub fn pin_away_from(measured: &CpuSet) -> Result<CpuSet> {
+    let online = SystemModel::probe(&Root::default()).cpus.online;
+    let hk = online.difference(measured);
+    if hk.is_empty() {
+        bail!("every online CPU is measured; leave at least one housekeeping CPU for isol itself");
+    }
+    let mut set = nix::sched::CpuSet::new();
+    for c in hk.iter() {
+        set.set(c as usize).context("CPU number too large")?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .context("pinning isol to the housekeeping CPUs")?;
+    Ok(hk)
+}
+
+pub fn virtualized() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"))
+        })
+        .unwrap_or(false)
+}
+
+/// Steal time per CPU from /proc/stat, ns.
+fn steal() -> Vec<(u32, u64)> {
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    std::fs::read_to_string("/proc/stat")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let cpu: u32 = w.next()?.strip_prefix("cpu")?.parse().ok()?;
+            let v: Vec<u64> = w.filter_map(|x| x.parse().ok()).collect();
+            Some((cpu, v.get(7).copied().unwrap_or(0) * 1_000_000_000 / hz))
+        })
+        .collect()
+}
+
+struct Drainer {
+    cap: Option<Capture>,
+    records: Vec<RawRecord>,
+    total: u64,
+}
+
+impl Drainer {
+    fn drain(&mut self, keep: &dyn Fn(&RawRecord) -> bool) {
+        if let Some(c) = self.cap.as_mut() {
+            let raws = c.drain_raw();
+            self.total += raws.len() as u64;
+            self.records.extend(raws.into_iter().filter(|r| keep(r)));
+        }
+    }
+}
+
+pub fn run(
+    o: &SessionOptions,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Report> {
+    let (cpus, pid) = match &o.mode {
+        Mode::Synthetic { cpus, .. } => (cpus.clone(), None),
+        Mode::Pid { pid, .. } => (CpuSet::new(), Some(*pid)),
+    };
+    if pid.is_none() {
+        if cpus.is_empty() {
+            bail!("no CPU to measure");
+        }
+        let online = SystemModel::probe(&Root::default()).cpus.online;
+        let off = cpus.difference(&online);
+        if !off.is_empty() {
+            bail!("CPU {off} is not online (online: {online})");
+        }
+        pin_away_from(&cpus)?;
+    }
+    let mut notes = Vec::new();
+    let cap = match o.attribution {
+        Attribution::Off => None,
+        _ => match Capture::start(Options {
+            cpus: cpus.clone(),
+            pid,
+            syscalls: false,
+            strict_syscalls: false,
+            ring_bytes: o.ring_bytes,
+        }) {
+            Ok(c) => Some(c),
+            Err(e) if matches!(o.attribution, Attribution::IfPossible) => {
+                notes.push(format!(
+                    "no attribution: the capture engine could not start ({e:#}); gaps are measured but not explained (`isol doctor` says what is missing)"
+                ));
+                None
+            }
+            Err(e) => return Err(e.context("starting the capture engine")),
+        },
+    };
+    if pid.is_some() && cap.is_none() {
+        bail!("--pid needs the capture engine");
+    }
+    let attached = cap.as_ref().map(|c| c.attached.len()).unwrap_or(0);
+    let mut dr = Drainer {
+        cap,
+        records: Vec::new(),
+        total: 0,
+    };
+    let keep_cpus = cpus.clone();
+    let keep: Box<dyn Fn(&RawRecord) -> bool> = match pid {
+        Some(p) => Box::new(move |r: &RawRecord| r.tgid == p),
+        None => Box::new(move |r: &RawRecord| keep_cpus.contains(r.cpu)),
+    };
+
+    // Samplers (synthetic mode).
+    let mut threads = Vec::new();
+    if let Mode::Synthetic { sampler: base, .. } = &o.mode {
+        for cpu in cpus.iter() {
+            let mut cfg = base.clone();
+            cfg.cpu = cpu;
+            cfg.duration_ns = o.duration.map(|d| d.as_nanos() as u64);
+            let sh = Shared::new(cfg.max_gaps);
+            let sh2 = sh.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("isol-sampler{cpu}"))
+                .spawn(move || sampler::run(&cfg, &sh2))?;
+            threads.push((cpu, sh, h));
+        }
+    }
+    let wall0 = Instant::now();
+    let t0_ns = clock::mono_ns();
+    let steal0 = steal();
+    let mut steal_secs: Vec<Vec<(u32, u64)>> = Vec::new();
+    let mut last_steal = steal0.clone();
+    let mut next_sec = wall0 + Duration::from_secs(1);
+    let tick = Duration::from_millis(o.drain_ms.clamp(1, 1000));
+    let end = o.duration.map(|d| wall0 + d + Duration::from_millis(100));
+    let mut interrupted = false;
+    // Per sampler: (mono ns, cumulative run-queue wait ns).
+    let mut runq: Vec<Vec<(u64, u64)>> = vec![Vec::new(); threads.len()];
+    let sample_runq = |runq: &mut Vec<Vec<(u64, u64)>>| {
+        for (i, (_, sh, _)) in threads.iter().enumerate() {
+            let tid = sh.tid.load(Ordering::Relaxed);
+            if tid == 0 || !sh.running.load(Ordering::Acquire) {
+                continue;
+            }
+            let now = clock::mono_ns();
+            if let Some(w) = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            {
+                runq[i].push((now, w));
+            }
+        }
+    };
+    loop {
+        std::thread::sleep(tick);
+        sample_runq(&mut runq);
+        dr.drain(&*keep);
+        let user_stop = stop.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let samplers_done = !threads.is_empty()
+            && threads
+                .iter()
+                .any(|(_, sh, _)| sh.done.load(Ordering::Acquire));
+        let pid_gone = pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists());
+        if now >= next_sec {
+            next_sec += Duration::from_secs(1);
+            let s = steal();
+            steal_secs.push(
+                s.iter()
+                    .map(|&(c, v)| {
+                        let before = last_steal
+                            .iter()
+                            .find(|x| x.0 == c)
+                            .map(|x| x.1)
+                            .unwrap_or(v);
+                        (c, v.saturating_sub(before))
+                    })
+                    .collect(),
+            );
+            last_steal = s;
+            progress(&Progress {
+                elapsed_s: wall0.elapsed().as_secs_f64(),
+                duration_s: o.duration.map(|d| d.as_secs_f64()),
+                cpus: threads
+                    .iter()
+                    .map(|(c, sh, _)| {
+                        let hz = sh.hz();
+                        let max = if hz > 0.0 {
+                            (sh.max_ticks.load(Ordering::Relaxed) as f64 * 1e9 / hz) as u64
+                        } else {
+                            0
+                        };
+                        (
+                            *c,
+                            sh.loops.load(Ordering::Relaxed),
+                            max,
+                            sh.ngaps.load(Ordering::Acquire),
+                        )
+                    })
+                    .collect(),
+                records: dr.total,
+            });
+        }
+        if user_stop {
+            interrupted = true;
+        }
+        if user_stop || samplers_done || pid_gone || end.is_some_and(|e| now >= e) {
+            break;
+        }
+    }
+    // One sampler stopping (--stop-above, error) stops them all.
+    for (_, sh, _) in &threads {
+        sh.stop.store(true, Ordering::Relaxed);
+    }
+    sample_runq(&mut runq);
+    let mut outcomes = Vec::new();
+    for (cpu, _, h) in threads {
+        let out = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("the sampler on CPU {cpu} panicked"))?
+            .with_context(|| format!("sampler on CPU {cpu}"))?;
+        outcomes.push(out);
+    }
+    // Records of the last gaps may still sit in the ring buffer.
+    std::thread::sleep(Duration::from_millis(o.drain_ms.clamp(1, 200)));
+    dr.drain(&*keep);
+    let duration_ns = wall0.elapsed().as_nanos() as u64;
+
+    let steal_of = |cpu: u32| -> Vec<u64> {
+        steal_secs
+            .iter()
+            .map(|s| s.iter().find(|x| x.0 == cpu).map(|x| x.1).unwrap_or(0))
+            .collect()
+    };
+    let cap = dr.cap.as_ref();
+    let resolve = |r: &RawRecord| match cap {
+        Some(c) => c.resolve(r),
+        None => unreachable!("no records without a capture"),
+    };
+    let cause = |r: &RawRecord| match cap {
+        Some(c) => c.resolver.cause(&r.primary),
+        None => unreachable!("no records without a capture"),
+    };
+    let mut per_cpu = Vec::new();
+    let mut stopped = None;
+    let threshold_ns;
+    let mut tsc_hz = None;
+    match &o.mode {
+        Mode::Synthetic { sampler: base, .. } => {
+            threshold_ns = base.threshold_ns;
+            for (i, out) in outcomes.iter().enumerate() {
+                let steal = steal_of(out.cpu);
+                let t0 = out.clock.mono(out.start_tsc);
+                let cx = Context {
+                    params: o.params,
+                    worst: o.worst,
+                    threshold_ns,
+                    t0_ns: t0,
+                    steal: &steal,
+                    runq: &runq[i],
+                    resolve: &resolve,
+                    cause: &cause,
+                };
+                let recs: Vec<RawRecord> = dr
+                    .records
+                    .iter()
+                    .filter(|r| r.cpu == out.cpu)
+                    .copied()
+                    .collect();
+                if let Some(i) = out.stopped_by {
+                    let (s, l) = out.gaps[i];
+                    stopped = Some(Stop {
+                        cpu: out.cpu,
+                        gap_ns: out.clock.ns(l),
+                        at_s: out.clock.ns(s.saturating_sub(out.start_tsc)) as f64 / 1e9,
+                    });
+                }
+                tsc_hz = Some(out.clock.hz);
+                per_cpu.push(report::synthetic_cpu(out, &recs, &cx));
+            }
+        }
+        Mode::Pid {
+            bucket_width_ns,
+            buckets,
+            ..
+        } => {
+            threshold_ns = 0;
+            let mut cpus_seen: Vec<u32> = dr.records.iter().map(|r| r.cpu).collect();
+            cpus_seen.sort_unstable();
+            cpus_seen.dedup();
+            for cpu in cpus_seen {
+                let steal = steal_of(cpu);
+                let cx = Context {
+                    params: o.params,
+                    worst: o.worst,
+                    threshold_ns,
+                    t0_ns,
+                    steal: &steal,
+                    runq: &[],
+                    resolve: &resolve,
+                    cause: &cause,
+                };
+                let recs: Vec<RawRecord> = dr
+                    .records
+                    .iter()
+                    .filter(|r| r.cpu == cpu)
+                    .copied()
+                    .collect();
+                per_cpu.push(report::pid_cpu(
+                    cpu,
+                    &recs,
+                    &cx,
+                    duration_ns,
+                    *bucket_width_ns,
+                    *buckets,
+                ));
+            }
+        }
+    }
+    let capture = dr.cap.as_ref().map(|c| CaptureInfo {
+        attached,
+        skipped: c.skipped.clone(),
+        records: dr.total,
+        drops: c.drops(),
+    });
+    let report_cpus = match pid {
+        Some(_) => per_cpu.iter().map(|c| c.cpu).collect(),
+        None => cpus,
+    };
+    Ok(Report {
+        schema: report::SCHEMA,
+        mode: if pid.is_some() { "pid" } else { "synthetic" },
+        pid,
+        cpus: report_cpus,
+        duration_s: duration_ns as f64 / 1e9,
+        threshold_ns,
+        interrupted,
+        stopped,
+        tsc_hz,
+        virtualized: virtualized(),
+        attribution: dr.cap.is_some(),
+        capture,
+        per_cpu,
+        notes,
+    })
+}
