@@ -20,6 +20,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: measure this machine's isolation and explain the verdict.
+    Check(cmd::check::Args),
+    /// Measure OS noise on CPUs (TSC loop) or a task, each gap with its cause.
+    Noise(cmd::noise::Args),
     /// Show how this machine isolates CPUs and what still lands on them.
     Info(cmd::info::Args),
     /// Check that isol can capture on this machine; name what is missing.
@@ -40,6 +44,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
+        Command::Check(a) => cmd::check::run(a),
+        Command::Noise(a) => cmd::noise::run(a),
         Command::Info(a) => cmd::info::run(a),
         Command::Doctor(a) => cmd::doctor::run(a),
         Command::Watch(a) => cmd::watch::run(a),

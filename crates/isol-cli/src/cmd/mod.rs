@@ -2,8 +2,10 @@
 
 pub mod apply;
 pub mod audit;
+pub mod check;
 pub mod census;
 pub mod doctor;
 pub mod info;
+pub mod noise;
 pub mod revert;
 pub mod watch;
