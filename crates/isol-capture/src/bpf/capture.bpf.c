@@ -826,8 +826,23 @@ int BPF_PROG(user_enter, int dummy)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 {
+	struct cpu_state *st;
+	__u64 now;
+
 	if (!watched_here())
 		return 0;
-	strict_check(cur_state(), CLASS_SYSCALL, KIND_SYSCALL, id, 0);
+	st = cur_state();
+	if (!st)
+		return 0;
+	strict_check(st, CLASS_SYSCALL, KIND_SYSCALL, id, 0);
+	/* Where context tracking bounds syscalls (user_exit opened the
+	 * episode) there is nothing to add; elsewhere a point record. */
+	if (!want_syscalls || st->start)
+		return 0;
+	now = bpf_ktime_get_ns();
+	open_episode(st, now);
+	add_cause(st, CLASS_SYSCALL, KIND_SYSCALL, id, 0);
+	st->flags |= REC_NO_DURATION;
+	close_episode(st, now);
 	return 0;
 }
