@@ -12,6 +12,8 @@ PKGS=(
   qemu-system-x86 busybox-static cpio
   # used by tests (setpriv, unshare) and by the benchmarks' peers
   util-linux rt-tests trace-cmd bpftrace
+  # isold tests: a real Prometheus server scrapes it
+  prometheus
   # the HTML report test renders it in a real headless browser
   chromium
 )

@@ -39,6 +39,8 @@ enum Command {
     /// IPI and interruption census of isolated CPUs under a housekeeping
     /// load (seed 004's measurement); --import a trace-cmd report; --compare two runs.
     Census(cmd::census::Args),
+    /// Run isold: watch the isolated CPUs continuously, export Prometheus metrics.
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Apply(a) => cmd::apply::run(a),
         Command::Revert(a) => cmd::revert::run(a),
         Command::Census(a) => cmd::census::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
     };
     match r {
         Ok(code) => code,

@@ -2,10 +2,11 @@
 
 pub mod apply;
 pub mod audit;
-pub mod check;
 pub mod census;
+pub mod check;
 pub mod doctor;
 pub mod info;
 pub mod noise;
 pub mod revert;
+pub mod serve;
 pub mod watch;

@@ -1,0 +1,92 @@
+//! isold's configuration file (TOML), re-read on SIGHUP.
+//!
+//! ```toml
+//! cpus = "2-3"              # CPUs to watch (default: the isolated CPUs)
+//! listen = "127.0.0.1:9977" # /metrics; loopback unless you say otherwise
+//! interval_ms = 1000        # how often counters are refreshed
+//! max_details = 32          # distinct `detail` label values per CPU
+//! buffer_kb = 8192          # ring buffer size
+//! ```
+
+use anyhow::{Context, Result};
+use isol_cpulist::CpuSet;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+
+pub const DEFAULT_PATH: &str = "/etc/isol/isold.toml";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9977";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub cpus: Option<CpuSet>,
+    pub listen: SocketAddr,
+    pub interval_ms: u64,
+    /// Bound on label cardinality: beyond this many distinct details per
+    /// CPU, further ones are counted under `detail="other"`.
+    pub max_details: usize,
+    pub buffer_kb: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cpus: None,
+            listen: DEFAULT_LISTEN.parse().unwrap(),
+            interval_ms: 1000,
+            max_details: 32,
+            buffer_kb: 8192,
+        }
+    }
+}
+
+impl Config {
+    /// Parse a config file; a missing file at the default path means the
+    /// defaults, anywhere else it is an error.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) =>
+            {
+                return Ok(Config::default())
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let c: Config = toml::from_str(&text)
+            .with_context(|| format!("{}: invalid configuration", path.display()))?;
+        anyhow::ensure!(
+            c.interval_ms >= 10,
+            "{}: interval_ms must be at least 10",
+            path.display()
+        );
+        anyhow::ensure!(
+            c.max_details >= 1,
+            "{}: max_details must be at least 1",
+            path.display()
+        );
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects_with_the_offending_key() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(&p, "cpus = \"1-2\"\nlisten = \"127.0.0.1:1234\"\n").unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.cpus.unwrap().to_string(), "1-2");
+        assert_eq!(c.listen.port(), 1234);
+        assert_eq!(c.interval_ms, 1000);
+        std::fs::write(&p, "cpus = \"1-\"\n").unwrap();
+        assert!(format!("{:#}", Config::load(&p).unwrap_err()).contains("1-"));
+        std::fs::write(&p, "colour = 1\n").unwrap();
+        assert!(format!("{:#}", Config::load(&p).unwrap_err()).contains("colour"));
+        assert!(Config::load(&d.path().join("missing.toml")).is_err());
+    }
+}

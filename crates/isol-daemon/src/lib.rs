@@ -1,0 +1,170 @@
+//! isold: watches the isolated CPUs continuously with the capture engine
+//! and exports what it sees as Prometheus metrics on a loopback HTTP
+//! endpoint. Runs on housekeeping CPUs only; reloads its config on SIGHUP.
+
+pub mod config;
+pub mod drift;
+pub mod metrics;
+
+use anyhow::{bail, Context, Result};
+use config::Config;
+use isol_capture::{Capture, Options};
+use isol_cpulist::CpuSet;
+use isol_system::{Root, SystemModel};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Seconds between drift checks (each reads every task's /proc entry).
+const DRIFT_EVERY: Duration = Duration::from_secs(10);
+
+pub struct ServeOptions {
+    pub config: PathBuf,
+    /// Overrides the config's `listen` (tests pick a free port).
+    pub listen: Option<std::net::SocketAddr>,
+    /// Stop after this long (tests); None = until SIGTERM/SIGINT.
+    pub duration: Option<Duration>,
+}
+
+fn watched(cfg: &Config) -> Result<CpuSet> {
+    let m = SystemModel::probe(&Root::default());
+    let cpus = match &cfg.cpus {
+        Some(c) => c.clone(),
+        None if m.cpus.isolated.is_empty() => {
+            bail!("this machine has no isolated CPUs and the config names none: set cpus = \"LIST\" in the config")
+        }
+        None => m.cpus.isolated.clone(),
+    };
+    let off = cpus.difference(&m.cpus.online);
+    if !off.is_empty() {
+        bail!("cpus = \"{cpus}\": CPU {off} is not online");
+    }
+    let hk = m.cpus.online.difference(&cpus);
+    if hk.is_empty() {
+        bail!("every online CPU is watched; isold needs a housekeeping CPU to run on");
+    }
+    // Everything isold does (HTTP, reading, /proc walks) stays there.
+    let mut set = nix::sched::CpuSet::new();
+    for c in hk.iter() {
+        set.set(c as usize)?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).context("pinning isold")?;
+    Ok(cpus)
+}
+
+fn start_capture(cfg: &Config, cpus: &CpuSet) -> Result<Capture> {
+    Capture::start(Options {
+        cpus: cpus.clone(),
+        ring_bytes: cfg.buffer_kb.saturating_mul(1024),
+        ..Default::default()
+    })
+}
+
+pub fn serve(opts: ServeOptions) -> Result<()> {
+    let mut cfg = Config::load(&opts.config)?;
+    if let Some(l) = opts.listen {
+        cfg.listen = l;
+    }
+    let mut cpus = watched(&cfg)?;
+    let (mut m, registry) = metrics::Metrics::new(cfg.max_details);
+    let registry = Arc::new(registry);
+    let server = tiny_http::Server::http(cfg.listen)
+        .map_err(|e| anyhow::anyhow!("listening on {}: {e}", cfg.listen))?;
+    let listen = cfg.listen;
+    {
+        let registry = registry.clone();
+        std::thread::Builder::new()
+            .name("isold-http".into())
+            .spawn(move || {
+                for req in server.incoming_requests() {
+                    let resp = if req.url() == "/metrics" {
+                        let mut body = String::new();
+                        let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
+                        tiny_http::Response::from_string(body).with_header(
+                        "Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8"
+                            .parse::<tiny_http::Header>()
+                            .unwrap(),
+                    )
+                    } else {
+                        tiny_http::Response::from_string("isold: metrics at /metrics\n")
+                            .with_status_code(404)
+                    };
+                    let _ = req.respond(resp);
+                }
+            })?;
+    }
+
+    let mut cap = start_capture(&cfg, &cpus)?;
+    m.up.set(1);
+    m.watched_cpus.set(cpus.len() as i64);
+    eprintln!("isold: watching CPUs {cpus}; metrics on http://{listen}/metrics");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(s, stop.clone())?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+
+    let t0 = Instant::now();
+    let mut drift = drift::Drift::new();
+    let mut last_drift: Option<Instant> = None;
+    let mut last_update = Instant::now();
+    let mut recs = Vec::new();
+    while !stop.load(Ordering::Relaxed) && opts.duration.is_none_or(|d| t0.elapsed() < d) {
+        std::thread::sleep(Duration::from_millis(50));
+        // Drain often so the ring never fills; fold at the interval.
+        recs.extend(cap.drain());
+        if last_update.elapsed() >= Duration::from_millis(cfg.interval_ms) {
+            m.update_aggregates(&cap.aggregates());
+            m.update_worst(&recs);
+            m.update_drops(cap.drops());
+            m.update_breaks(&cap.breaks());
+            recs.clear();
+            last_update = Instant::now();
+        }
+        if last_drift.is_none_or(|t| t.elapsed() >= DRIFT_EVERY) {
+            let r = drift.check(&Root::default(), &cpus);
+            let kind = |k: &str| metrics::DriftKind { kind: k.into() };
+            m.drift_current
+                .get_or_create(&kind("irq"))
+                .set(r.irqs as i64);
+            m.drift_current
+                .get_or_create(&kind("task"))
+                .set(r.tasks as i64);
+            m.drift_events
+                .get_or_create(&kind("irq"))
+                .inc_by(r.new_irqs as u64);
+            m.drift_events
+                .get_or_create(&kind("task"))
+                .inc_by(r.new_tasks as u64);
+            last_drift = Some(Instant::now());
+        }
+        if hup.swap(false, Ordering::Relaxed) {
+            match Config::load(&opts.config) {
+                Err(e) => eprintln!("isold: reload failed, keeping the old config: {e:#}"),
+                Ok(mut new) => {
+                    new.listen = cfg.listen; // the socket stays; say so if it changed
+                    if new.cpus != cfg.cpus || new.buffer_kb != cfg.buffer_kb {
+                        let new_cpus = watched(&new)?;
+                        // Reattaching patches kernel text (IPIs to every
+                        // CPU): only when the watched set really changes.
+                        drop(cap);
+                        m.up.set(0);
+                        cap = start_capture(&new, &new_cpus)?;
+                        m.reset_baseline();
+                        m.up.set(1);
+                        cpus = new_cpus;
+                        m.watched_cpus.set(cpus.len() as i64);
+                        drift = drift::Drift::new();
+                    }
+                    cfg = new;
+                    m.reloads.inc();
+                    eprintln!("isold: configuration reloaded; watching CPUs {cpus}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
