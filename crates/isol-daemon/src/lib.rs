@@ -98,6 +98,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     let mut cap = start_capture(&cfg, &cpus)?;
     m.up.set(1);
     m.watched_cpus.set(cpus.len() as i64);
+    m.init_cpus(&cpus);
     eprintln!("isold: watching CPUs {cpus}; metrics on http://{listen}/metrics");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -157,6 +158,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
                         m.up.set(1);
                         cpus = new_cpus;
                         m.watched_cpus.set(cpus.len() as i64);
+                        m.init_cpus(&cpus);
                         drift = drift::Drift::new();
                     }
                     cfg = new;

@@ -133,6 +133,19 @@ impl Metrics {
         (m, r)
     }
 
+    /// Series that must exist from the start (at zero) so dashboards and
+    /// alerts see them before the first event.
+    pub fn init_cpus(&mut self, cpus: &isol_cpulist::CpuSet) {
+        for c in cpus.iter() {
+            let _ = self.breaks.get_or_create(&CpuLabel { cpu: c.to_string() });
+        }
+        for k in ["irq", "task"] {
+            let _ = self
+                .drift_events
+                .get_or_create(&DriftKind { kind: k.into() });
+        }
+    }
+
     /// The capture restarted: its cumulative numbers start from zero.
     pub fn reset_baseline(&mut self) {
         self.last.clear();
