@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 [ "$(id -u)" = 0 ] || { echo "test: the tests need root (BPF, tracefs, mount namespaces); run with sudo" >&2; exit 1; }
 cargo build --workspace --all-targets
-cargo test --workspace -- --test-threads=2
+cargo test --workspace --no-fail-fast -- --test-threads=2

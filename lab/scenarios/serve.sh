@@ -1,0 +1,23 @@
+# isold on nohz_full CPU 1 (see lab/tests/serve.rs): a TLB-flush
+# generator's IPIs must show in /metrics within one interval.
+# The initramfs brings no interface up; isold listens on loopback.
+ifconfig lo 127.0.0.1 up
+mkdir -p /etc/isol
+printf 'cpus = "1"\ninterval_ms = 1000\n' >/etc/isol/isold.toml
+isol serve >/tmp/isold.log 2>&1 &
+D=$!
+i=0
+until wget -q -O /tmp/m0 http://127.0.0.1:9977/metrics 2>/dev/null && grep -q "^isol_up 1" /tmp/m0; do
+	i=$((i + 1))
+	[ $i -lt 1200 ] || { cat /tmp/isold.log; fail "isold did not come up"; }
+	sleep 0.1
+done
+noisegen --cpu 1 --hk 0 --tlb --duration 600 >/dev/null &
+NG=$!
+# One interval, plus slack for the emulated machine.
+sleep 3
+section metrics wget -q -O - http://127.0.0.1:9977/metrics
+kill $NG
+kill $D
+wait $D
+echo "isold_status=$?"

@@ -1,0 +1,35 @@
+//! isold on the Debian 6.12 cloud kernel with CPU 1 nohz_full: the TLB
+//! generator's IPIs appear in /metrics with their cause labels.
+
+use isol_lab::{testprogs::testprog, Flavour, Lab};
+
+#[test]
+fn isold_exports_generator_ipis_on_nohz_full() {
+    let out = Lab::new()
+        .unwrap()
+        .kernel(Flavour::Cloud)
+        .cmdline("nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1 irqaffinity=0 tsc=reliable")
+        .smp(2)
+        .timeout(std::time::Duration::from_secs(240))
+        .file(testprog("noisegen").unwrap(), "/bin/noisegen")
+        .run_scenario("serve")
+        .unwrap();
+    eprintln!("{}", out.summary());
+    out.ensure_success().unwrap();
+    let m = out.section("metrics").unwrap().text;
+    let tlb = m
+        .lines()
+        .find(|l| {
+            l.starts_with("isol_interruptions_total{")
+                && l.contains("cpu=\"1\"")
+                && l.contains("class=\"ipi\"")
+                && l.contains("detail=\"flush_tlb_func\"")
+        })
+        .unwrap_or_else(|| panic!("no TLB-flush series in /metrics:\n{m}"));
+    let n: f64 = tlb.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n > 0.0, "{tlb}");
+    assert!(m.contains("isol_up 1"));
+    assert!(m.contains("isol_watched_cpus 1"));
+    // SIGTERM ends it cleanly.
+    assert!(out.stdout.contains("isold_status=0"), "{}", out.stdout);
+}
