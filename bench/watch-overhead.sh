@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cost of watching, measured side by side in one run (issue 3's benchmark):
 #  1. getpid ns/call on the watched CPU and on an unwatched CPU with
-#     nothing attached, `isol watch`, `isol watch --syscalls`, and
+#     nothing attached, `isol watch`, isold, `isol watch --syscalls`, and
 #     `trace-cmd record` of the same tracepoints (with and without
 #     raw_syscalls:sys_enter); ratios against nothing.
 #  2. ns per invocation of each isol BPF program (kernel.bpf_stats_enabled)
@@ -51,6 +51,8 @@ measure() { # label, then a command started in the background (or "none")
   measure "nothing" none
   measure "isol watch" "$ISOL" watch --cpus "$W" --json
   measure "trace-cmd record (same events)" trace-cmd record -M "$MASK" "${EVENTS[@]}" -o "$OUT/trace.dat"
+  printf 'cpus = "%s"\nlisten = "127.0.0.1:19979"\n' "$W" > "$OUT/isold.toml"
+  measure "isold (isol serve)" "$ISOL" serve --config "$OUT/isold.toml"
   measure "isol watch --syscalls" "$ISOL" watch --cpus "$W" --syscalls --json
   measure "trace-cmd record (+sys_enter)" trace-cmd record -M "$MASK" "${EVENTS[@]}" -e raw_syscalls:sys_enter -o "$OUT/trace.dat"
 } > "$OUT/getpid.tsv"
