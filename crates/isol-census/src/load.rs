@@ -7,7 +7,7 @@
 //!
 //! | class | mechanism | IPI the isolated CPU takes |
 //! |---|---|---|
-//! | `kernel-tlb` | create/close 4 MiB BPF array maps: vmalloc/vfree churn; once the lazily freed vmap area passes lazy_max_pages a kworker purges it with flush_tlb_kernel_range | `do_flush_tlb_all` / `do_kernel_range_flush` (on_each_cpu, every CPU) |
+//! | `kernel-tlb` | create/close 8 MiB BPF array maps: vmalloc/vfree churn; once the lazily freed vmap area passes lazy_max_pages a kworker purges it with flush_tlb_kernel_range | `do_flush_tlb_all` / `do_kernel_range_flush` (on_each_cpu, every CPU) |
 //! | `text-poke` | (a) SO_ATTACH_FILTER: classic BPF JIT-compiled into a bpf_prog_pack; (b) perf open/close of an unused tracepoint: its static key flips, text_poke_bp patches kernel text | (b) `do_sync_core` on every CPU; (a) whatever the pack allocator does on this kernel (`__bpf_arch_ibpb` on 6.18, TLB flushes from set_memory_*) |
 //! | `smp-call` | membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED): smp_call_function_many to the CPUs running this process (the victims) | `ipi_mb` |
 //! | `nohz-kick` | arm/disarm a CLOCK_PROCESS_CPUTIME_ID timer: the POSIX_TIMER tick dependency kicks every nohz_full CPU running the process | `nohz_full_kick_func` (irq_work, only on nohz_full CPUs) |
@@ -280,7 +280,7 @@ fn generators(c: Class) -> Vec<(&'static str, GenFn)> {
     }
 }
 
-/// vmalloc/vfree churn: a 4 MiB BPF array map is vmalloc'ed at create
+/// vmalloc/vfree churn: an 8 MiB BPF array map is vmalloc'ed at create
 /// and vfree'd (from a kworker) after close.
 fn kernel_tlb(stop: &AtomicBool, st: &Stat, _: &CpuSet) {
     while !stop.load(Ordering::Relaxed) {
@@ -290,8 +290,8 @@ fn kernel_tlb(stop: &AtomicBool, st: &Stat, _: &CpuSet) {
         attr[0] = 2; // BPF_MAP_TYPE_ARRAY
         attr[1] = 4;
         attr[2] = 4096;
-        attr[3] = 1024;
-        // SAFETY: attr is a valid, zero-padded bpf_attr of the given size.
+        attr[3] = 2048; // 8 MiB: a lazy purge every lazy_max_pages/8 MiB maps
+                        // SAFETY: attr is a valid, zero-padded bpf_attr of the given size.
         let fd = unsafe {
             libc::syscall(
                 libc::SYS_bpf,
@@ -308,7 +308,7 @@ fn kernel_tlb(stop: &AtomicBool, st: &Stat, _: &CpuSet) {
         // SAFETY: fd was just returned to us.
         unsafe { libc::close(fd as i32) };
         st.ok();
-        sleep_unless(stop, Duration::from_millis(2));
+        sleep_unless(stop, Duration::from_millis(4));
     }
 }
 
@@ -446,11 +446,15 @@ fn membarrier(stop: &AtomicBool, st: &Stat, _: &CpuSet) {
 /// kicked (irq_work nohz_full_kick_func). Disarmed, the dependency clears
 /// at the victim's next tick, so the next arm kicks again.
 fn nohz_kick(stop: &AtomicBool, st: &Stat, _: &CpuSet) {
-    // SAFETY: a zeroed sigevent with SIGEV_NONE, then plain timer calls on
+    // SAFETY: a zeroed sigevent with a signal number, then plain timer calls on
     // the timer id the kernel returned.
     unsafe {
+        // Not SIGEV_NONE: recent kernels (6.12) do not arm those at all,
+        // so no tick dependency. SIGWINCH is ignored by default, and the
+        // timer never expires anyway.
         let mut sev: libc::sigevent = std::mem::zeroed();
-        sev.sigev_notify = libc::SIGEV_NONE;
+        sev.sigev_notify = libc::SIGEV_SIGNAL;
+        sev.sigev_signo = libc::SIGWINCH;
         let mut t: libc::timer_t = std::mem::zeroed();
         if libc::timer_create(libc::CLOCK_PROCESS_CPUTIME_ID, &mut sev, &mut t) != 0 {
             st.err("timer_create(CLOCK_PROCESS_CPUTIME_ID)");

@@ -1,0 +1,113 @@
+//! `isol census` on the Debian 6.12 cloud kernel with CPU 1 nohz_full:
+//! the built-in load yields at least one IPI of each class seed 004 saw
+//! on the isolated CPU (kernel TLB flush, text_poke's do_sync_core, an
+//! smp_call_function user, a nohz_full kick) plus user TLB flushes, each
+//! attributed to its callback and to the generator's sender stack; a
+//! compare of two runs works.
+
+use isol_lab::{Flavour, Lab};
+use serde_json::Value;
+
+fn rows<'a>(r: &'a Value, table: &str) -> &'a Vec<Value> {
+    r[table].as_array().unwrap()
+}
+
+fn count(r: &Value, callback: &str) -> u64 {
+    rows(r, "callbacks")
+        .iter()
+        .find(|c| c["callback"] == callback)
+        .map_or(0, |c| c["count"].as_u64().unwrap())
+}
+
+/// A sender row for one of `callbacks` whose stack names one of `frames`.
+fn traced(r: &Value, callbacks: &[&str], frames: &[&str]) -> bool {
+    rows(r, "senders").iter().any(|s| {
+        callbacks.iter().any(|c| s["callback"] == *c)
+            && s["stack"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| frames.iter().any(|n| f.as_str().unwrap().contains(n)))
+    })
+}
+
+#[test]
+fn census_on_nohz_full_counts_every_class_and_compares() {
+    let out = Lab::new()
+        .unwrap()
+        .kernel(Flavour::Cloud)
+        .cmdline(
+            "nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1 irqaffinity=0 tsc=reliable",
+        )
+        .smp(2)
+        // Two captures (~25 s of BPF loading each) and 35 s of load.
+        .timeout(std::time::Duration::from_secs(480))
+        .run_scenario("census")
+        .unwrap();
+    eprintln!("{}", out.summary());
+    out.ensure_success().unwrap();
+    let a = out.json_section("census").unwrap();
+    eprintln!(
+        "{}",
+        out.section("text").map(|s| s.text).unwrap_or_default()
+    );
+    let brief: Vec<String> = rows(&a, "callbacks")
+        .iter()
+        .map(|c| format!("{} {}", c["callback"], c["count"]))
+        .collect();
+    eprintln!("callbacks: {brief:?}");
+
+    assert_eq!(a["load"]["victims"][0]["cpu"], 1);
+    assert_eq!(a["load"]["victims"][0]["comm"], "census-victim");
+    assert!(a["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| !n.as_str().unwrap().contains("not nohz_full")));
+
+    // smp_call_function user: membarrier.
+    assert!(count(&a, "ipi_mb") > 0);
+    assert!(traced(&a, &["ipi_mb"], &["membarrier"]));
+    // User TLB shootdown.
+    assert!(count(&a, "flush_tlb_func") > 0);
+    assert!(traced(&a, &["flush_tlb_func"], &["munmap", "mprotect"]));
+    // Kernel TLB flush from the vmalloc/vfree churn (seed 004's
+    // do_flush_tlb_all / do_kernel_range_flush).
+    assert!(count(&a, "do_flush_tlb_all") + count(&a, "do_kernel_range_flush") > 0);
+    assert!(traced(
+        &a,
+        &["do_flush_tlb_all", "do_kernel_range_flush"],
+        &["purge_vmap_area", "vm_unmap_aliases", "vfree"]
+    ));
+    // text_poke: do_sync_core, traced to the static key flip (or the JIT).
+    assert!(count(&a, "do_sync_core") > 0);
+    assert!(traced(
+        &a,
+        &["do_sync_core"],
+        &["text_poke", "tracepoint_probe", "jit"]
+    ));
+    // nohz_full kick, traced to the POSIX CPU timer.
+    assert!(count(&a, "nohz_full_kick_func") > 0);
+    assert!(traced(
+        &a,
+        &["nohz_full_kick_func"],
+        &["posix_cpu_timer", "tick_nohz_dep_set", "timer_settime"]
+    ));
+
+    // Compare: B ran only smp-call and nohz-kick.
+    let b = out.json_section("census2").unwrap();
+    assert!(count(&b, "ipi_mb") > 0);
+    let c = out.json_section("compare").unwrap();
+    let row = |k: &str| {
+        rows(&c, "callbacks")
+            .iter()
+            .find(|r| r["key"] == k)
+            .cloned()
+    };
+    let mb = row("ipi_mb").expect("ipi_mb in the compare");
+    assert_eq!(mb["a_count"], count(&a, "ipi_mb"));
+    assert_eq!(mb["b_count"], count(&b, "ipi_mb"));
+    if count(&b, "flush_tlb_func") == 0 {
+        assert_eq!(row("flush_tlb_func").unwrap()["change"], "gone");
+    }
+}
