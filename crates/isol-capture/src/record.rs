@@ -320,8 +320,9 @@ impl Resolver {
     }
 }
 
-/// The context the sender ran in, from its innermost entry frames.
-fn sender_context(stack: &[String]) -> &'static str {
+/// The context the sender ran in, from its innermost entry frames
+/// (symbol names, with or without `+0x..` offsets).
+pub fn sender_context(stack: &[String]) -> &'static str {
     for f in stack {
         let f = f.split('+').next().unwrap_or("");
         if f.starts_with("handle_softirqs") || f == "__do_softirq" || f == "do_softirq" {

@@ -81,32 +81,13 @@ pub fn field<'a>(fields: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
-/// The sender's context from its stack (innermost first), as the capture
-/// engine judges it.
+/// The sender's context from its stack (innermost first), judged as the
+/// capture engine judges it; empty when the trace holds no stack.
 fn context(stack: &[String]) -> &'static str {
-    for f in stack {
-        let f = strip_offset(f);
-        if f.starts_with("handle_softirqs") || f == "__do_softirq" || f == "do_softirq" {
-            return "softirq";
-        }
-        if f.starts_with("asm_sysvec_")
-            || f.starts_with("asm_common_interrupt")
-            || f.starts_with("sysvec_")
-        {
-            return "hardirq";
-        }
-        if f.starts_with("entry_SYSCALL")
-            || f.starts_with("do_syscall")
-            || f == "kthread"
-            || f == "ret_from_fork"
-        {
-            return "task";
-        }
-    }
     if stack.is_empty() {
         ""
     } else {
-        "task"
+        isol_capture::record::sender_context(stack)
     }
 }
 

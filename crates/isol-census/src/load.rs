@@ -129,16 +129,7 @@ pub struct Load {
 }
 
 fn pin_thread(cpus: &CpuSet) -> bool {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET bounds are checked.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for c in cpus.iter() {
-            if (c as usize) < libc::CPU_SETSIZE as usize {
-                libc::CPU_SET(c as usize, &mut set);
-            }
-        }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-    }
+    isol_system::affinity::pin_current_thread(cpus).is_ok()
 }
 
 fn gettid() -> u32 {

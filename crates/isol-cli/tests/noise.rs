@@ -58,7 +58,7 @@ fn a_stall_with_no_kernel_entry_is_hw_not_the_kernel() {
 fn the_tick_and_jit_text_patching_ipis_are_named() {
     let _serial = serial();
     // BPF JIT from a task on CPU 0: text patching IPIs reach every CPU.
-    let _g = Victim::start(&["--cpu", "0", "--hk", "0", "--jit", "--duration", "8"]);
+    let _g = Victim::start(&["--cpu", "0", "--hk", "0", "--jit", "--duration", "60"]);
     let v = noise_json(&["-c", "1", "-D", "3", "--worst", "100000"]);
     let cpu = &v["per_cpu"][0];
     let causes = cpu["causes"].as_array().unwrap();
@@ -92,7 +92,7 @@ fn the_tick_and_jit_text_patching_ipis_are_named() {
 #[test]
 fn pid_mode_reports_the_tasks_own_interruptions() {
     let _serial = serial();
-    let victim = Victim::start(&["--cpu", "1", "--timer", "--duration", "8"]);
+    let victim = Victim::start(&["--cpu", "1", "--timer", "--duration", "60"]);
     let pid = victim.child.id().to_string();
     let v = noise_json(&["--pid", &pid, "-D", "2"]);
     assert_eq!(v["mode"], "pid");

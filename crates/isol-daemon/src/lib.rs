@@ -6,7 +6,7 @@ pub mod config;
 pub mod drift;
 pub mod metrics;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use config::Config;
 use isol_capture::{Capture, Options};
 use isol_cpulist::CpuSet;
@@ -45,11 +45,7 @@ fn watched(cfg: &Config) -> Result<CpuSet> {
         bail!("every online CPU is watched; isold needs a housekeeping CPU to run on");
     }
     // Everything isold does (HTTP, reading, /proc walks) stays there.
-    let mut set = nix::sched::CpuSet::new();
-    for c in hk.iter() {
-        set.set(c as usize)?;
-    }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).context("pinning isold")?;
+    isol_system::affinity::pin_current_thread(&hk).map_err(anyhow::Error::msg)?;
     Ok(cpus)
 }
 

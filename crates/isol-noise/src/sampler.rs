@@ -130,9 +130,8 @@ pub struct Outcome {
 }
 
 fn pin(cpu: u32) -> Result<()> {
-    let mut set = nix::sched::CpuSet::new();
-    set.set(cpu as usize).context("CPU number too large")?;
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+    isol_system::affinity::pin_current_thread(&isol_cpulist::CpuSet::single(cpu))
+        .map_err(anyhow::Error::msg)
         .with_context(|| format!("pinning the sampler to CPU {cpu}"))
 }
 

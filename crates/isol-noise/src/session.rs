@@ -63,18 +63,7 @@ pub struct Progress {
 
 /// Run isol's own thread on the CPUs not measured.
 pub fn pin_away_from(measured: &CpuSet) -> Result<CpuSet> {
-    let online = SystemModel::probe(&Root::default()).cpus.online;
-    let hk = online.difference(measured);
-    if hk.is_empty() {
-        bail!("every online CPU is measured; leave at least one housekeeping CPU for isol itself");
-    }
-    let mut set = nix::sched::CpuSet::new();
-    for c in hk.iter() {
-        set.set(c as usize).context("CPU number too large")?;
-    }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-        .context("pinning isol to the housekeeping CPUs")?;
-    Ok(hk)
+    isol_system::affinity::pin_away_from(measured).map_err(anyhow::Error::msg)
 }
 
 pub fn virtualized() -> bool {

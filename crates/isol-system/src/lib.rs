@@ -4,6 +4,7 @@
 //! [`SystemModel::probe`], so they agree on what "isolated" means. All
 //! readers take a [`Root`], so tests run them on fixture trees.
 
+pub mod affinity;
 pub mod cgroup;
 pub mod cmdline;
 pub mod error;

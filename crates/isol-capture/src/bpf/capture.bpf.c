@@ -736,19 +736,25 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	bool next_kthread = next->flags & 0x00200000; /* PF_KTHREAD */
 	__u64 now;
 
+	if (!armed)
+		return 0;
 	if (target_tgid) {
-		if (prev->tgid != target_tgid)
+		st = cur_state();
+		/* Follow the process, and the switch that ends its displacement. */
+		if (!st || (prev->tgid != target_tgid && !(st->start && st->sched)))
 			return 0;
-	} else if (!cpu_watched(bpf_get_smp_processor_id())) {
-		return 0;
+	} else {
+		if (!cpu_watched(bpf_get_smp_processor_id()))
+			return 0;
+		st = cur_state();
+		if (!st)
+			return 0;
 	}
-	st = cur_state();
-	if (!st)
-		return 0;
 	now = bpf_ktime_get_ns();
 	if (st->start && st->sched) {
-		/* Back to the task that was displaced: the episode ends. */
-		if (next_pid == st->sched_prev || !next_kthread)
+		/* Back to the displaced task, to idle, or to another user task:
+		 * the displacement ends. */
+		if (next_pid == st->sched_prev || next_pid == 0 || !next_kthread)
 			close_episode(st, now);
 		return 0;
 	}

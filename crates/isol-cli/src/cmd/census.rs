@@ -163,12 +163,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     // isol and everything it starts (load threads, the command) run on
     // the housekeeping CPUs; only census victims are pinned elsewhere.
-    let mut set = nix::sched::CpuSet::new();
-    for c in hk.iter() {
-        set.set(c as usize).context("CPU number too large")?;
-    }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-        .context("pinning isol to the housekeeping CPUs")?;
+    isol_system::affinity::pin_current_thread(&hk).map_err(anyhow::Error::msg)?;
 
     let classes: Vec<Class> = if a.classes.is_empty() {
         Class::ALL.to_vec()

@@ -3,7 +3,7 @@
 //! optional strict-mode registration.
 
 use crate::output::json;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use isol_capture::{Aggregate, Capture, Options, StrictConfig};
 use isol_cpulist::CpuSet;
 use isol_system::{Root, SystemModel};
@@ -102,23 +102,6 @@ struct Summary<'a> {
     breaks: Vec<isol_capture::StrictBreak>,
 }
 
-/// Run our own threads on housekeeping CPUs only: the watched CPUs must
-/// see nothing from isol.
-fn pin_away_from(watched: &CpuSet) -> Result<CpuSet> {
-    let online = SystemModel::probe(&Root::default()).cpus.online;
-    let hk = online.difference(watched);
-    if hk.is_empty() {
-        bail!("every online CPU is watched; leave at least one housekeeping CPU for isol itself");
-    }
-    let mut set = nix::sched::CpuSet::new();
-    for c in hk.iter() {
-        set.set(c as usize).context("CPU number too large")?;
-    }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-        .context("pinning isol to the housekeeping CPUs")?;
-    Ok(hk)
-}
-
 pub fn run(a: Args) -> Result<ExitCode> {
     let model = SystemModel::probe(&Root::default());
     let cpus = match (&a.cpus, a.pid) {
@@ -141,7 +124,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     };
     if !cpus.is_empty() {
-        pin_away_from(&cpus)?;
+        isol_system::affinity::pin_away_from(&cpus).map_err(anyhow::Error::msg)?;
     }
     let strict_cfg = {
         let mut c = if a.break_on == "all" {
