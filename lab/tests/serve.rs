@@ -8,7 +8,9 @@ fn isold_exports_generator_ipis_on_nohz_full() {
     let out = Lab::new()
         .unwrap()
         .kernel(Flavour::Cloud)
-        .cmdline("nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1 irqaffinity=0 tsc=reliable")
+        .cmdline(
+            "nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1 irqaffinity=0 tsc=reliable",
+        )
         .smp(2)
         .timeout(std::time::Duration::from_secs(240))
         .file(testprog("noisegen").unwrap(), "/bin/noisegen")
