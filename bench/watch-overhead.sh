@@ -80,7 +80,7 @@ echo "## isol BPF programs: ns per invocation (noisegen --tlb --timer on CPU $W,
 echo
 echo "| program | runs on | invocations | ns/invocation |"
 echo "|---|---|---|---|"
-python3 - "$OUT/progs.json" <<'PY'
+python3 - "$OUT/progs.json" "$IP" <<'PY'
 import json, sys
 progs = json.load(open(sys.argv[1]))
 ours = {"irq_entry","irq_exit","softirq_entry","softirq_exit","local_timer_entry","local_timer_exit",
@@ -89,7 +89,10 @@ ours = {"irq_entry","irq_exit","softirq_entry","softirq_exit","local_timer_entry
         "csd_function_entry","timer_expire_entry","hrtimer_expire_entry","workqueue_execute_start",
         "tlb_flush","page_fault_user","nmi_handler","sched_switch","user_exit","user_enter","sys_enter"}
 sender_side = {"csd_queue_cpu", "ipi_send_cpu"}
-rows = [p for p in progs if p.get("name") in ours and p.get("run_cnt")]
+# Only the programs of the isol started above (other isol runs may exist).
+me = int(sys.argv[2])
+rows = [p for p in progs if p.get("name") in ours and p.get("run_cnt")
+        and any(x.get("pid") == me for x in p.get("pids", []))]
 for p in sorted(rows, key=lambda p: -p["run_cnt"]):
     side = "sender (housekeeping CPU)" if p["name"] in sender_side else "watched CPU"
     print(f"| {p['name']} | {side} | {p['run_cnt']} | {p['run_time_ns']/p['run_cnt']:.0f} |")
