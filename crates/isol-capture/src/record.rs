@@ -97,7 +97,11 @@ pub struct RawStrictBreak {
     pub cause: RawCause,
 }
 
-/// Plain-old-data the BPF maps hold: any byte pattern is a valid value.
+/// Plain-old-data the BPF maps hold.
+///
+/// # Safety
+/// Implementors are `repr(C)` with no padding-sensitive invariants: every
+/// byte pattern is a valid value, so they may be read from map bytes.
 pub unsafe trait Pod: Copy + Default {}
 unsafe impl Pod for RawRecord {}
 unsafe impl Pod for RawAggKey {}

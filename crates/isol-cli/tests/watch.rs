@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-fn victim_records<'a>(recs: &'a [Value], tid: u32) -> Vec<&'a Value> {
+fn victim_records(recs: &[Value], tid: u32) -> Vec<&Value> {
     recs.iter().filter(|r| r["tid"] == tid).collect()
 }
 

@@ -238,7 +238,8 @@ impl Features {
     /// needs and this machine or process lacks.
     pub fn missing_for_capture(&self) -> Vec<Missing> {
         let mut m = Vec::new();
-        if !self.root && !(self.capabilities.cap_bpf && self.capabilities.cap_perfmon) {
+        let caps = self.capabilities.cap_bpf && self.capabilities.cap_perfmon;
+        if !self.root && !caps {
             m.push(Missing {
                 what: "root",
                 why: format!(

@@ -62,7 +62,7 @@ pub fn render(r: &Report) -> String {
     for c in &r.per_cpu {
         cpu(&mut o, c);
     }
-    let _ = write!(o, "<script>{JS}</script></body></html>\n");
+    let _ = writeln!(o, "<script>{JS}</script></body></html>");
     o
 }
 
