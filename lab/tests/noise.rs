@@ -1,0 +1,100 @@
+//! `isol noise` on the Debian 6.12 cloud kernel with CPU 1 nohz_full and
+//! nothing else running there: the remaining gaps are listed with causes,
+//! the residual 1 Hz tick among them, and the report's counts agree.
+//!
+//! Not asserted here: "with noise generators running, >= 99 % of gaps
+//! are attributed". Under QEMU TCG it does not hold, and for a reason
+//! outside the guest: the measured vCPU stops while QEMU runs the other
+//! vCPU (single-threaded TCG round-robins them) or while the host
+//! deschedules its thread (multi-threaded TCG on a 2-core host that also
+//! builds), and the guest TSC keeps counting. Measured 2026-11-22, 8 s
+//! idle on CPU 1: single-threaded TCG 12155 gaps, 12151 `hw` (99.97 %);
+//! multi-threaded 11490 gaps, 11479 `hw`; with `noisegen --cpu 0 --jit`
+//! 11759 / 11759 and 8886 / 8877. The `hw` gaps run from 5 us to 100 ms;
+//! with `noisegen --cpu 1 --timer` and `isol noise -f 50` their share of
+//! the gaps above any threshold from 5 us to 2 ms stayed above 95 %, so
+//! no threshold separates them from kernel causes; TCG reports no steal
+//! time. The rt kernel's own osnoise tracer agrees: its workload on the
+//! same CPU counts ~3000-5000 `HW` noise samples per second
+//! (bench/RESULTS.md, isol noise vs osnoise). The 99 %
+//! property needs real hardware or KVM, which these hosts lack.
+
+use isol_lab::{Flavour, Lab};
+
+#[test]
+fn idle_nohz_full_cpu_gaps_are_listed_with_causes() {
+    let out = Lab::new()
+        .unwrap()
+        .kernel(Flavour::Cloud)
+        .cmdline(
+            "nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1 irqaffinity=0 tsc=reliable",
+        )
+        .smp(2)
+        // One capture: ~25 s of BPF verification under TCG, 8 s of run.
+        .timeout(std::time::Duration::from_secs(300))
+        .run_scenario("noise")
+        .unwrap();
+    eprintln!("{}", out.summary());
+    out.ensure_success().unwrap();
+
+    let v = out.json_section("idle").unwrap();
+    assert_eq!(v["schema"], "isol.noise/1");
+    assert_eq!(v["attribution"], true, "no capture engine: {}", v["notes"]);
+    let cpu = &v["per_cpu"][0];
+    assert_eq!(cpu["cpu"], 1);
+    let gaps = cpu["gaps"].as_u64().unwrap();
+    let causes = cpu["causes"].as_array().unwrap();
+    let count = |pred: &dyn Fn(&serde_json::Value) -> bool| -> u64 {
+        causes
+            .iter()
+            .filter(|c| pred(c))
+            .map(|c| c["count"].as_u64().unwrap())
+            .sum()
+    };
+    let hw = count(&|c| c["class"] == "hw");
+    eprintln!(
+        "CPU 1: {gaps} gaps, {} attributed ({:.2} %), {hw} hw (the emulator), causes:",
+        cpu["attributed"],
+        cpu["attributed_pct"].as_f64().unwrap()
+    );
+    for c in causes {
+        eprintln!(
+            "  {} / {} / {}: {} gaps, {} ns",
+            c["class"].as_str().unwrap(),
+            c["kind"].as_str().unwrap(),
+            c["detail"].as_str().unwrap(),
+            c["count"],
+            c["total_ns"]
+        );
+    }
+    assert!(gaps > 0, "no gap at all under TCG");
+    // Every gap is listed under exactly one cause.
+    assert_eq!(count(&|_| true), gaps, "causes do not add up: {causes:?}");
+    assert_eq!(cpu["attributed"].as_u64().unwrap(), gaps - hw);
+    // A task runs on the nohz_full CPU: the residual 1 Hz tick remains,
+    // and is named.
+    assert!(
+        count(&|c| c["class"] == "timer" && c["kind"] == "local_timer") > 0,
+        "no tick among {causes:?}"
+    );
+    // Each listed gap's cause agrees with what covers it.
+    let worst = cpu["worst"].as_array().unwrap();
+    assert!(!worst.is_empty());
+    for g in worst {
+        let kernel = g["kernel_ns"].as_u64().unwrap();
+        let uncovered = g["hw_ns"].as_u64().unwrap();
+        if g["cause"]["class"] == "hw" {
+            assert!(
+                uncovered > kernel,
+                "hw gap mostly covered by the kernel: {g}"
+            );
+        } else if g["cause"]["kind"] != "runqueue_wait" {
+            // (run-queue wait is matched from schedstat, not entries)
+            assert!(kernel > 0, "kernel cause with no kernel time: {g}");
+            assert!(
+                !g["entries"].as_array().unwrap().is_empty(),
+                "kernel cause with no entry: {g}"
+            );
+        }
+    }
+}
