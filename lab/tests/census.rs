@@ -5,7 +5,7 @@
 //! attributed to its callback and to the generator's sender stack; a
 //! compare of two runs works.
 
-use isol_lab::{Flavour, Lab};
+use isol_lab::Lab;
 use serde_json::Value;
 
 fn rows<'a>(r: &'a Value, table: &str) -> &'a Vec<Value> {
@@ -35,11 +35,7 @@ fn traced(r: &Value, callbacks: &[&str], frames: &[&str]) -> bool {
 fn census_on_nohz_full_counts_every_class_and_compares() {
     let out = Lab::new()
         .unwrap()
-        .kernel(Flavour::Cloud)
-        .cmdline(
-            "nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1 irqaffinity=0 tsc=reliable",
-        )
-        .smp(2)
+        .quiet_cpu1()
         // Two captures (~25 s of BPF loading each) and 35 s of load.
         .timeout(std::time::Duration::from_secs(480))
         .run_scenario("census")

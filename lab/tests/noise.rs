@@ -19,17 +19,13 @@
 //! (bench/RESULTS.md, isol noise vs osnoise). The 99 %
 //! property needs real hardware or KVM, which these hosts lack.
 
-use isol_lab::{Flavour, Lab};
+use isol_lab::Lab;
 
 #[test]
 fn idle_nohz_full_cpu_gaps_are_listed_with_causes() {
     let out = Lab::new()
         .unwrap()
-        .kernel(Flavour::Cloud)
-        .cmdline(
-            "nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1 irqaffinity=0 tsc=reliable",
-        )
-        .smp(2)
+        .quiet_cpu1()
         // One capture: ~25 s of BPF verification under TCG, 8 s of run.
         .timeout(std::time::Duration::from_secs(300))
         .run_scenario("noise")

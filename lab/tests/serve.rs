@@ -1,17 +1,13 @@
 //! isold on the Debian 6.12 cloud kernel with CPU 1 nohz_full: the TLB
 //! generator's IPIs appear in /metrics with their cause labels.
 
-use isol_lab::{testprogs::testprog, Flavour, Lab};
+use isol_lab::{testprogs::testprog, Lab};
 
 #[test]
 fn isold_exports_generator_ipis_on_nohz_full() {
     let out = Lab::new()
         .unwrap()
-        .kernel(Flavour::Cloud)
-        .cmdline(
-            "nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1 irqaffinity=0 tsc=reliable",
-        )
-        .smp(2)
+        .quiet_cpu1()
         .timeout(std::time::Duration::from_secs(240))
         .file(testprog("noisegen").unwrap(), "/bin/noisegen")
         .run_scenario("serve")

@@ -4,7 +4,7 @@
 //! sender; a strict victim is killed on the first TLB-flush IPI after it
 //! registers and runs no further iteration.
 
-use isol_lab::{testprogs::testprog, Flavour, Lab};
+use isol_lab::{testprogs::testprog, Lab};
 
 use serde_json::Value;
 
@@ -19,13 +19,7 @@ fn lines(text: &str) -> Vec<Value> {
 fn watch_idle_tlb_and_strict_on_nohz_full() {
     let out = Lab::new()
         .unwrap()
-        .kernel(Flavour::Cloud)
-        // tsc=reliable: no clocksource watchdog timer (and its nohz kick)
-        // visiting CPU 1 twice a second, as on a tuned machine.
-        .cmdline(
-            "nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1 irqaffinity=0 tsc=reliable",
-        )
-        .smp(2)
+        .quiet_cpu1()
         // Three captures, each ~25 s of BPF verification under TCG.
         .timeout(std::time::Duration::from_secs(400))
         .file(testprog("noisegen").unwrap(), "/bin/noisegen")
