@@ -20,6 +20,8 @@
  *   --timer     a 10 ms POSIX CPU-independent timer (hrtimer on CPU N)
  * --go FILE makes the generator threads wait until FILE exists, so a test
  * can arm isol first.
+ * --fifo PRIO runs the victim (only: the generators keep their policy)
+ * SCHED_FIFO, as latency-critical loops do.
  * Prints "tid=T counter=0xADDR" once the victim runs.
  */
 #define _GNU_SOURCE
@@ -117,7 +119,7 @@ static void on_timer(int sig) { (void)sig; }
 
 int main(int argc, char **argv)
 {
-	int cpu = -1, tlb = 0, jit = 0, fault = 0, timer = 0, storm = 0;
+	int cpu = -1, tlb = 0, jit = 0, fault = 0, timer = 0, storm = 0, fifo = 0;
 	double duration = 0;
 	const char *counter_path = NULL;
 
@@ -129,6 +131,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--counter") && i + 1 < argc) counter_path = argv[++i];
 		else if (!strcmp(a, "--period-us") && i + 1 < argc) period_us = atoi(argv[++i]);
 		else if (!strcmp(a, "--go") && i + 1 < argc) go_file = argv[++i];
+		else if (!strcmp(a, "--fifo") && i + 1 < argc) fifo = atoi(argv[++i]);
 		else if (!strcmp(a, "--tlb")) tlb = 1;
 		else if (!strcmp(a, "--jit")) jit = 1;
 		else if (!strcmp(a, "--fault")) fault = 1;
@@ -196,6 +199,14 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (fifo) {
+		/* After the generator threads exist, so they keep SCHED_OTHER. */
+		struct sched_param sp = { .sched_priority = fifo };
+		if (sched_setscheduler(0, SCHED_FIFO, &sp)) {
+			perror("noisegen: SCHED_FIFO");
+			return 2;
+		}
+	}
 	printf("tid=%ld counter=%p\n", (long)syscall(SYS_gettid), (void *)counter);
 	fflush(stdout);
 

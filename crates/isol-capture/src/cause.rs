@@ -42,6 +42,10 @@ impl Class {
             Workqueue => "workqueue",
         }
     }
+    /// The class named `name` (`irq`, `ipi`, ... as in JSON).
+    pub fn from_name(name: &str) -> Option<Class> {
+        (1..=9).map(Class::from_raw).find(|c| c.name() == name)
+    }
     /// Bit for `strict_cfg.classes`.
     pub fn bit(self) -> u32 {
         1 << (self as u32)

@@ -4,7 +4,7 @@
 
 use crate::output::json;
 use anyhow::{bail, Result};
-use isol_capture::{Aggregate, Capture, Options, StrictConfig};
+use isol_capture::{Aggregate, Capture, Class, Options, StrictConfig};
 use isol_cpulist::CpuSet;
 use isol_system::{Root, SystemModel};
 use serde::Serialize;
@@ -49,9 +49,10 @@ pub struct Args {
     #[arg(long, default_value = "KILL", value_parser = parse_signal)]
     signal: i32,
     /// What breaks strict isolation: `async` (interrupts, IPIs, timers,
-    /// preemption) or `all` (also the task's own syscalls and faults).
-    #[arg(long, default_value = "async", value_parser = ["async", "all"])]
-    break_on: String,
+    /// preemption), `all` (also the task's own syscalls and faults), or a
+    /// list of classes (`ipi,irq`).
+    #[arg(long, default_value = "async", value_parser = parse_break_on)]
+    break_on: BreakOn,
     /// Ring buffer size in KiB (power of two).
     #[arg(long, default_value_t = 8192)]
     buffer_kb: u32,
@@ -66,6 +67,26 @@ pub struct Args {
 
 fn parse_cpus(s: &str) -> Result<CpuSet, String> {
     CpuSet::parse(s).map_err(|e| e.to_string())
+}
+
+/// The classes that break strict isolation (one clap value).
+#[derive(Clone)]
+struct BreakOn(Vec<Class>);
+
+fn parse_break_on(s: &str) -> Result<BreakOn, String> {
+    let classes = match s {
+        "async" => Class::ASYNC.to_vec(),
+        "all" => [Class::ASYNC, Class::SYNC].concat(),
+        list => list
+            .split(',')
+            .map(|n| {
+                Class::from_name(n.trim()).ok_or_else(|| {
+                    format!("unknown class {n:?}: use async, all, or irq,ipi,timer,softirq,nmi,exception,syscall,sched,workqueue")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    Ok(BreakOn(classes))
 }
 
 fn parse_addr(s: &str) -> Result<u64, String> {
@@ -127,11 +148,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         isol_system::affinity::pin_away_from(&cpus).map_err(anyhow::Error::msg)?;
     }
     let strict_cfg = {
-        let mut c = if a.break_on == "all" {
-            StrictConfig::all(a.signal)
-        } else {
-            StrictConfig::asynchronous(a.signal)
-        };
+        let mut c = StrictConfig::asynchronous(a.signal);
+        c.classes = a.break_on.0.clone();
         c.progress_addr = a.progress_addr.unwrap_or(0);
         c
     };
@@ -314,4 +332,20 @@ fn max_rss_kb() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn break_on_accepts_presets_and_class_lists() {
+        assert_eq!(parse_break_on("async").unwrap().0, Class::ASYNC.to_vec());
+        assert!(parse_break_on("all").unwrap().0.contains(&Class::Syscall));
+        assert_eq!(
+            parse_break_on("ipi, irq").unwrap().0,
+            vec![Class::Ipi, Class::Irq]
+        );
+        assert!(parse_break_on("ipi,bogus").unwrap_err().contains("bogus"));
+    }
 }
