@@ -70,7 +70,7 @@ fn parse_cpus(s: &str) -> Result<CpuSet, String> {
 }
 
 /// The classes that break strict isolation (one clap value).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct BreakOn(Vec<Class>);
 
 fn parse_break_on(s: &str) -> Result<BreakOn, String> {
