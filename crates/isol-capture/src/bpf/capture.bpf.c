@@ -76,11 +76,16 @@ struct {
 	__type(value, __u64);
 } drops SEC(".maps");
 
+/* Sender stacks. Without BPF_F_REUSE_STACKID a stack whose hash bucket
+ * holds another stack is not captured (counted as DROP_STACK), so the
+ * table is sized well above the few hundred distinct sender stacks a busy
+ * run produces (a rare stack colliding made it vanish every time); 24
+ * frames cover the IPI senders' paths (~6 MiB of kernel memory). */
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 32768);
 	__uint(key_size, sizeof(__u32));
-	__uint(value_size, 32 * sizeof(__u64));
+	__uint(value_size, 24 * sizeof(__u64));
 } stacks SEC(".maps");
 
 /* Sender of a queued csd, keyed by the csd pointer (sender side writes,
