@@ -4,9 +4,11 @@
 //! BPF_RB_NO_WAKEUP so the watched CPU takes no wakeup IPI); it drains it
 //! on a period from a housekeeping CPU.
 
-use crate::record::{self, RawAggKey, RawRecord, RawStrictBreak, RawStrictCfg, Record, Resolver};
+use crate::record::{
+    self, RawAggKey, RawRecord, RawStrictBreak, RawStrictCfg, RawTickState, Record, Resolver,
+};
 use crate::skel::{CaptureSkel, CaptureSkelBuilder, OpenCaptureSkel};
-use crate::strict::{StrictBreak, StrictConfig};
+use crate::strict::{StrictBreak, StrictConfig, TickState};
 use crate::{Aggregate, Drops};
 use anyhow::{bail, Context, Result};
 use isol_cpulist::CpuSet;
@@ -59,6 +61,8 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("user_exit", "context_tracking:user_exit"),
     ("user_enter", "context_tracking:user_enter"),
     ("sys_enter", "raw_syscalls:sys_enter"),
+    ("process_fork", "sched:sched_process_fork"),
+    ("tick_stop", "timer:tick_stop"),
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -286,13 +290,14 @@ impl Capture {
         }
     }
 
-    /// Register a task (tid) or a whole process (pid, `process = true`)
-    /// as strict: its next interruption of a class in `cfg` signals it.
+    /// Register a task (tid) or a whole process (pid, `process = true`):
+    /// its next interruption of a class in `cfg` signals it (strict), or
+    /// is counted (`cfg.signal == 0`).
     pub fn register_strict(&self, id: u32, process: bool, cfg: &StrictConfig) -> Result<()> {
         let key = if process { id | 0x8000_0000 } else { id };
         let v = RawStrictCfg {
             signal: cfg.signal as u32,
-            flags: process as u32,
+            flags: process as u32 | (cfg.inherit as u32) << 1,
             classes: cfg.classes_mask(),
             pad: 0,
             progress_addr: cfg.progress_addr,
@@ -313,6 +318,57 @@ impl Capture {
         let _ = self.skel.maps.strict.delete(&key.to_ne_bytes());
     }
 
+    /// Whether the registration for `id` is still there (a strict one
+    /// ends at its break).
+    pub fn is_registered(&self, id: u32, process: bool) -> bool {
+        let key = if process { id | 0x8000_0000 } else { id };
+        matches!(
+            self.skel
+                .maps
+                .strict
+                .lookup(&key.to_ne_bytes(), MapFlags::ANY),
+            Ok(Some(_))
+        )
+    }
+
+    /// Registration keys present (tid, or pid with the process bit).
+    pub fn registrations(&self) -> Vec<(u32, bool)> {
+        self.skel
+            .maps
+            .strict
+            .keys()
+            .filter_map(|k| record::from_bytes::<u32>(&k))
+            .map(|k| (k & 0x7fff_ffff, k & 0x8000_0000 != 0))
+            .collect()
+    }
+
+    /// Forget the break record of a task (before it registers again).
+    pub fn clear_break(&self, tid: u32) {
+        let _ = self.skel.maps.breaks.delete(&tid.to_ne_bytes());
+    }
+
+    /// The tick on `cpu` as timer:tick_stop saw it; None when the
+    /// tracepoint is missing or the CPU is not watched.
+    pub fn tick_state(&self, cpu: u32) -> Option<TickState> {
+        if !self.attached.contains(&"timer:tick_stop") {
+            return None;
+        }
+        let v = self
+            .skel
+            .maps
+            .ticks
+            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .ok()
+            .flatten()?;
+        let t = record::from_bytes::<RawTickState>(v.get(cpu as usize)?)?;
+        Some(TickState {
+            stop_ts_ns: t.stop_ts_ns,
+            fail_ts_ns: t.fail_ts_ns,
+            fail_dependency: t.fail_dependency,
+            fails: t.fails,
+        })
+    }
+
     /// Breaks recorded so far (tid -> cause), named.
     pub fn breaks(&self) -> Vec<StrictBreak> {
         let m = &self.skel.maps.breaks;
@@ -330,6 +386,7 @@ impl Capture {
                 ts_ns: b.ts_ns,
                 signal: b.signal,
                 progress: b.progress,
+                count: b.count,
                 cause: self.resolver.cause(&b.cause),
             });
         }

@@ -17,7 +17,7 @@ pub mod strict;
 pub use capture::{Capture, Options};
 pub use cause::{Class, Kind};
 pub use record::{Cause, Record};
-pub use strict::{StrictBreak, StrictConfig};
+pub use strict::{StrictBreak, StrictConfig, TickState};
 
 use serde::Serialize;
 

@@ -93,8 +93,17 @@ pub struct RawStrictBreak {
     pub cpu: u32,
     pub tid: u32,
     pub signal: u32,
-    pub pad: u32,
+    pub count: u32,
     pub cause: RawCause,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawTickState {
+    pub stop_ts_ns: u64,
+    pub fail_ts_ns: u64,
+    pub fail_dependency: u32,
+    pub fails: u32,
 }
 
 /// Plain-old-data the BPF maps hold.
@@ -107,7 +116,9 @@ unsafe impl Pod for RawRecord {}
 unsafe impl Pod for RawAggKey {}
 unsafe impl Pod for RawStrictCfg {}
 unsafe impl Pod for RawStrictBreak {}
+unsafe impl Pod for RawTickState {}
 unsafe impl Pod for u64 {}
+unsafe impl Pod for u32 {}
 
 pub fn from_bytes<T: Pod>(b: &[u8]) -> Option<T> {
     if b.len() < std::mem::size_of::<T>() {
@@ -368,6 +379,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<RawAggKey>(), 24);
         assert_eq!(std::mem::size_of::<RawAggVal>(), 24 + 8 * HIST_BUCKETS);
         assert_eq!(std::mem::size_of::<RawStrictCfg>(), 24);
+        assert_eq!(std::mem::size_of::<RawTickState>(), 24);
         assert_eq!(std::mem::size_of::<RawStrictBreak>(), 48);
     }
 

@@ -1,6 +1,8 @@
-//! Strict mode (seeds 002/003): the first interruption of a registered
-//! task sends it a signal before it returns to user space, and clears its
-//! registration. Which entries count is configurable.
+//! Registered tasks. Strict mode (seeds 002/003): the first interruption
+//! of a registered task sends it a signal before it returns to user space,
+//! and clears its registration. With no signal (persistent and one-shot
+//! isolation) each break is counted and the registration stays. Which
+//! entries count is configurable.
 
 use crate::cause::Class;
 use crate::record::Cause;
@@ -8,13 +10,17 @@ use serde::Serialize;
 
 #[derive(Debug, Clone)]
 pub struct StrictConfig {
-    /// Signal to send (default SIGKILL, as in the seed).
+    /// Signal to send (default SIGKILL, as in the seed); 0 counts breaks
+    /// without signalling.
     pub signal: i32,
     /// Classes that break isolation.
     pub classes: Vec<Class>,
     /// User address of a u64 read at the moment of the break (e.g. a loop
     /// counter), kept with the break: proof of how far the task got.
     pub progress_addr: u64,
+    /// Children created by fork/clone are registered too (the seed's
+    /// ISOL_INHERIT_ACTIVE).
+    pub inherit: bool,
 }
 
 impl StrictConfig {
@@ -25,6 +31,7 @@ impl StrictConfig {
             signal,
             classes: Class::ASYNC.to_vec(),
             progress_addr: 0,
+            inherit: false,
         }
     }
     /// Every kernel entry, as the seeds' strict mode.
@@ -48,5 +55,17 @@ pub struct StrictBreak {
     pub ts_ns: u64,
     pub signal: u32,
     pub progress: u64,
+    /// Breaks of this task so far (a counting registration goes on).
+    pub count: u32,
     pub cause: Cause,
+}
+
+/// The tick on one CPU as timer:tick_stop saw it (CLOCK_MONOTONIC ns).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TickState {
+    pub stop_ts_ns: u64,
+    pub fail_ts_ns: u64,
+    /// TICK_DEP_MASK_* bits of the last failure to stop.
+    pub fail_dependency: u32,
+    pub fails: u32,
 }

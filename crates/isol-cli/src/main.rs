@@ -41,6 +41,8 @@ enum Command {
     Census(cmd::census::Args),
     /// Run isold: watch the isolated CPUs continuously, export Prometheus metrics.
     Serve(cmd::serve::Args),
+    /// Isolated tasks: mode, CPU, breaks so far and the last cause (from isold).
+    Status(cmd::status::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Revert(a) => cmd::revert::run(a),
         Command::Census(a) => cmd::census::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Status(a) => cmd::status::run(a),
     };
     match r {
         Ok(code) => code,

@@ -6,13 +6,20 @@
 //! interval_ms = 1000        # how often counters are refreshed
 //! max_details = 32          # distinct `detail` label values per CPU
 //! buffer_kb = 8192          # ring buffer size
+//! socket = "/run/isol/isold.sock" # the task isolation API's requests
+//! strict_syscalls = false   # see Config::strict_syscalls
+//!
+//! [users]                   # who may isolate tasks on which CPUs (root: all)
+//! alice = "2-3"
+//! "1001" = "3"
 //! ```
 
 use anyhow::{Context, Result};
 use isol_cpulist::CpuSet;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PATH: &str = "/etc/isol/isold.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9977";
@@ -27,6 +34,15 @@ pub struct Config {
     /// CPU, further ones are counted under `detail="other"`.
     pub max_details: usize,
     pub buffer_kb: u32,
+    /// Unix socket for the task isolation API (mode 0666: every request
+    /// is checked against the caller's credentials and `users`).
+    pub socket: PathBuf,
+    /// Attach raw_syscalls:sys_enter so strict tasks that count their own
+    /// syscalls are caught on CPUs without context tracking (costs every
+    /// syscall on every CPU ~80 ns; nohz_full CPUs do not need it).
+    pub strict_syscalls: bool,
+    /// User name or uid -> CPUs that user may isolate tasks on.
+    pub users: BTreeMap<String, CpuSet>,
 }
 
 impl Default for Config {
@@ -37,6 +53,9 @@ impl Default for Config {
             interval_ms: 1000,
             max_details: 32,
             buffer_kb: 8192,
+            socket: isol_task::protocol::DEFAULT_SOCKET.into(),
+            strict_syscalls: false,
+            users: BTreeMap::new(),
         }
     }
 }
@@ -66,7 +85,26 @@ impl Config {
             "{}: max_details must be at least 1",
             path.display()
         );
+        c.user_cpus()
+            .with_context(|| format!("{}: [users]", path.display()))?;
         Ok(c)
+    }
+
+    /// `users` by uid (names resolved now).
+    pub fn user_cpus(&self) -> Result<BTreeMap<u32, CpuSet>> {
+        let mut out = BTreeMap::new();
+        for (who, cpus) in &self.users {
+            let uid = match who.parse::<u32>() {
+                Ok(u) => u,
+                Err(_) => nix::unistd::User::from_name(who)
+                    .ok()
+                    .flatten()
+                    .map(|u| u.uid.as_raw())
+                    .with_context(|| format!("no user named {who:?}"))?,
+            };
+            out.insert(uid, cpus.clone());
+        }
+        Ok(out)
     }
 }
 
@@ -88,5 +126,11 @@ mod tests {
         std::fs::write(&p, "colour = 1\n").unwrap();
         assert!(format!("{:#}", Config::load(&p).unwrap_err()).contains("colour"));
         assert!(Config::load(&d.path().join("missing.toml")).is_err());
+        std::fs::write(&p, "[users]\nroot = \"1\"\n\"1001\" = \"2-3\"\n").unwrap();
+        let u = Config::load(&p).unwrap().user_cpus().unwrap();
+        assert_eq!(u[&0].to_string(), "1");
+        assert_eq!(u[&1001].to_string(), "2-3");
+        std::fs::write(&p, "[users]\nno-such-user-here = \"1\"\n").unwrap();
+        assert!(format!("{:#}", Config::load(&p).unwrap_err()).contains("no-such-user-here"));
     }
 }

@@ -5,15 +5,19 @@
 pub mod config;
 pub mod drift;
 pub mod metrics;
+pub mod socket;
 
 use anyhow::{bail, Result};
 use config::Config;
 use isol_capture::{Capture, Options};
 use isol_cpulist::CpuSet;
 use isol_system::{Root, SystemModel};
+use isol_task::policy::Policy;
+use isol_task::service::Service;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// Seconds between drift checks (each reads every task's /proc entry).
@@ -53,7 +57,16 @@ fn start_capture(cfg: &Config, cpus: &CpuSet) -> Result<Capture> {
     Capture::start(Options {
         cpus: cpus.clone(),
         ring_bytes: cfg.buffer_kb.saturating_mul(1024),
+        strict_syscalls: cfg.strict_syscalls,
         ..Default::default()
+    })
+}
+
+fn policy(cfg: &Config, cpus: &CpuSet) -> Result<Policy> {
+    Ok(Policy {
+        watched: cpus.clone(),
+        users: cfg.user_cpus()?,
+        trusted: false,
     })
 }
 
@@ -92,10 +105,17 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     }
 
     let mut cap = start_capture(&cfg, &cpus)?;
+    let pol = Arc::new(RwLock::new(policy(&cfg, &cpus)?));
+    let (api_tx, api_rx) = mpsc::channel::<socket::Msg>();
+    socket::listen(&cfg.socket, pol.clone(), api_tx)?;
+    let mut svc = Service::new();
     m.up.set(1);
     m.watched_cpus.set(cpus.len() as i64);
     m.init_cpus(&cpus);
-    eprintln!("isold: watching CPUs {cpus}; metrics on http://{listen}/metrics");
+    eprintln!(
+        "isold: watching CPUs {cpus}; metrics on http://{listen}/metrics; task isolation API on {}",
+        cfg.socket.display()
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
@@ -110,7 +130,19 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     let mut last_update = Instant::now();
     let mut recs = Vec::new();
     while !stop.load(Ordering::Relaxed) && opts.duration.is_none_or(|d| t0.elapsed() < d) {
-        std::thread::sleep(Duration::from_millis(50));
+        // API requests are served as they come; the rest every 50 ms.
+        let tick_end = Instant::now() + Duration::from_millis(50);
+        while let Some(left) = tick_end.checked_duration_since(Instant::now()) {
+            match api_rx.recv_timeout(left) {
+                Ok(socket::Msg::Request { uid, req, reply }) => {
+                    let _ = reply.send(svc.handle(&cap, &pol.read().unwrap(), uid, &req));
+                }
+                Ok(socket::Msg::TickSeen { cpu, reply }) => {
+                    let _ = reply.send(isol_task::service::tick_seen(&cap, cpu));
+                }
+                Err(_) => break,
+            }
+        }
         // Drain often so the ring never fills; fold at the interval.
         recs.extend(cap.drain());
         if last_update.elapsed() >= Duration::from_millis(cfg.interval_ms) {
@@ -137,6 +169,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
                 .get_or_create(&kind("task"))
                 .inc_by(r.new_tasks as u64);
             last_drift = Some(Instant::now());
+            svc.prune(&cap);
         }
         if hup.swap(false, Ordering::Relaxed) {
             match Config::load(&opts.config) {
@@ -150,12 +183,18 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
                         drop(cap);
                         m.up.set(0);
                         cap = start_capture(&new, &new_cpus)?;
+                        // The new programs start with no registrations.
+                        svc = Service::new();
                         m.reset_baseline();
                         m.up.set(1);
                         cpus = new_cpus;
                         m.watched_cpus.set(cpus.len() as i64);
                         m.init_cpus(&cpus);
                         drift = drift::Drift::new();
+                    }
+                    match policy(&new, &cpus) {
+                        Ok(p) => *pol.write().unwrap() = p,
+                        Err(e) => eprintln!("isold: keeping the old [users]: {e:#}"),
                     }
                     cfg = new;
                     m.reloads.inc();
@@ -164,5 +203,6 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             }
         }
     }
+    let _ = std::fs::remove_file(&cfg.socket);
     Ok(())
 }

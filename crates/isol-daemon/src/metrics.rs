@@ -58,7 +58,8 @@ pub struct Metrics {
     last: HashMap<CauseLabels, (u64, u64)>,
     details: HashMap<u32, HashSet<String>>,
     last_drops: Drops,
-    seen_breaks: HashSet<(u32, u64)>,
+    /// Per task: the kernel's break count and first break seen, for deltas.
+    seen_breaks: HashMap<u32, (u32, u64)>,
     worst_keys: HashSet<CpuClass>,
     max_details: usize,
 }
@@ -80,7 +81,7 @@ impl Metrics {
             last: HashMap::new(),
             details: HashMap::new(),
             last_drops: Drops::default(),
-            seen_breaks: HashSet::new(),
+            seen_breaks: HashMap::new(),
             worst_keys: HashSet::new(),
             max_details,
         };
@@ -230,12 +231,19 @@ impl Metrics {
 
     pub fn update_breaks(&mut self, breaks: &[StrictBreak]) {
         for b in breaks {
-            if self.seen_breaks.insert((b.tid, b.ts_ns)) {
+            // A counting registration keeps one record per task whose count
+            // grows; a re-registration starts it again at 1.
+            let prev = self.seen_breaks.insert(b.tid, (b.count, b.ts_ns));
+            let delta = match prev {
+                Some((c, _)) if b.count >= c => b.count - c,
+                _ => b.count.max(1),
+            };
+            if delta > 0 {
                 self.breaks
                     .get_or_create(&CpuLabel {
                         cpu: b.cpu.to_string(),
                     })
-                    .inc();
+                    .inc_by(delta as u64);
             }
         }
     }

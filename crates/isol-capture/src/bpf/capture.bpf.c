@@ -122,6 +122,13 @@ struct {
 	__type(value, struct strict_break);
 } breaks SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tick_state);
+} ticks SEC(".maps");
+
 static __always_inline void drop(__u32 what)
 {
 	__u64 *c = bpf_map_lookup_elem(&drops, &what);
@@ -197,7 +204,12 @@ static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 
 	if (!(cfg->classes & (1u << class)))
 		return;
 
-	struct strict_break b = {};
+	struct strict_break b = {}, *prev;
+	prev = bpf_map_lookup_elem(&breaks, &tid);
+	/* A strict process registration: this thread already had its signal. */
+	if (prev && prev->signal && cfg->signal && key != tid)
+		return;
+	b.count = prev ? prev->count + 1 : 1;
 	b.ts_ns = bpf_ktime_get_ns();
 	b.cpu = bpf_get_smp_processor_id();
 	b.tid = tid;
@@ -209,19 +221,21 @@ static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 
 	if (cfg->progress_addr)
 		bpf_probe_read_user(&b.progress, sizeof(b.progress),
 				    (void *)cfg->progress_addr);
+	bpf_map_update_elem(&breaks, &tid, &b, BPF_ANY);
+	if (st)
+		st->flags |= REC_STRICT_BREAK;
+	if (!b.signal)
+		return; /* persistent or one-shot: counted, still registered */
 	bpf_send_signal_thread(b.signal);
 	/* One break per activation: the task must re-register. Per-thread
 	 * registrations are removed; a process registration stays for its
 	 * other threads but this thread is recorded as broken. */
 	if (key == tid)
 		bpf_map_delete_elem(&strict, &key);
-	bpf_map_update_elem(&breaks, &tid, &b, BPF_ANY);
-	if (st) {
-		st->flags |= REC_STRICT_BREAK;
-		/* From hard-IRQ context the signal is delivered by an irq_work
-		 * self-IPI: that one is isol's, not the application's. */
+	/* From hard-IRQ context the signal is delivered by an irq_work
+	 * self-IPI: that one is isol's, not the application's. */
+	if (st)
 		st->isol_irq_work = 1;
-	}
 }
 
 static __always_inline void add_cause(struct cpu_state *st, __u8 class, __u8 kind,
@@ -855,5 +869,57 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 	add_cause(st, CLASS_SYSCALL, KIND_SYSCALL, id, 0);
 	st->flags |= REC_NO_DURATION;
 	close_episode(st, now);
+	return 0;
+}
+
+/* ---- the task isolation API's helpers ---- */
+
+/* ISOL_INHERIT_ACTIVE: a registered task's children are registered too.
+ * Runs on the forking CPU, only while registrations exist. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct strict_cfg *cfg, c;
+	__u32 key, ckey;
+
+	if (!strict_count)
+		return 0;
+	key = parent->pid;
+	ckey = child->pid;
+	cfg = bpf_map_lookup_elem(&strict, &key);
+	if (!cfg) {
+		key = parent->tgid | 0x80000000u;
+		ckey = child->tgid | 0x80000000u;
+		cfg = bpf_map_lookup_elem(&strict, &key);
+	}
+	if (!cfg || !(cfg->flags & STRICT_INHERIT) || key == ckey)
+		return 0; /* not inherited, or a new thread a process key covers */
+	c = *cfg;
+	if (!(ckey & 0x80000000u))
+		c.flags &= ~STRICT_PROCESS;
+	bpf_map_update_elem(&strict, &ckey, &c, BPF_ANY);
+	return 0;
+}
+
+/* Whether and why the tick stops: success once per stop, a failure (with
+ * the dependency that keeps it) at each interrupt exit that cannot. */
+SEC("tp_btf/tick_stop")
+int BPF_PROG(tick_stop, int success, int dependency)
+{
+	struct tick_state *t;
+	__u32 zero = 0;
+
+	if (!cpu_watched(bpf_get_smp_processor_id()))
+		return 0;
+	t = bpf_map_lookup_elem(&ticks, &zero);
+	if (!t)
+		return 0;
+	if (success) {
+		t->stop_ts_ns = bpf_ktime_get_ns();
+	} else {
+		t->fail_ts_ns = bpf_ktime_get_ns();
+		t->fail_dependency = dependency;
+		t->fails++;
+	}
 	return 0;
 }

@@ -116,8 +116,11 @@ enum isol_drop {
 	DROP_MAX = 5,
 };
 
-/* Strict-mode registration, keyed by tid (or by tgid with STRICT_PROCESS). */
+/* Registration of an isolated task, keyed by tid (or by tgid|0x80000000
+ * with STRICT_PROCESS). signal != 0: strict, the first break signals the
+ * task and ends the registration; signal == 0: breaks are only counted. */
 #define STRICT_PROCESS (1u << 0)
+#define STRICT_INHERIT (1u << 1) /* fork/clone children are registered too */
 struct strict_cfg {
 	__u32 signal;
 	__u32 flags;
@@ -132,8 +135,17 @@ struct strict_break {
 	__u32 cpu;
 	__u32 tid;
 	__u32 signal;
-	__u32 pad;
+	__u32 count; /* breaks so far (this one included) */
 	struct cause cause;
+};
+
+/* Per CPU: the tick's last stop and last failure to stop (timer:tick_stop),
+ * for the task isolation API's wait for a stopped tick. */
+struct tick_state {
+	__u64 stop_ts_ns;
+	__u64 fail_ts_ns;
+	__u32 fail_dependency; /* TICK_DEP_MASK_* of the last failure */
+	__u32 fails;
 };
 
 /* The Rust mirrors in record.rs rely on these sizes. */
@@ -144,5 +156,6 @@ _Static_assert(sizeof(struct agg_key) == 24, "agg_key layout");
 _Static_assert(sizeof(struct agg_val) == 24 + 8 * HIST_BUCKETS, "agg_val layout");
 _Static_assert(sizeof(struct strict_cfg) == 24, "strict_cfg layout");
 _Static_assert(sizeof(struct strict_break) == 48, "strict_break layout");
+_Static_assert(sizeof(struct tick_state) == 24, "tick_state layout");
 
 #endif

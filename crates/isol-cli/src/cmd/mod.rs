@@ -9,4 +9,5 @@ pub mod info;
 pub mod noise;
 pub mod revert;
 pub mod serve;
+pub mod status;
 pub mod watch;

@@ -1,0 +1,460 @@
+//! chisol: run a program under task isolation (the util-linux patch's
+//! tool, on stock kernels too).
+//!
+//!   chisol -q vmstat_sync -I conf ./app          # configure; the app activates
+//!   chisol -a -q vmstat_sync --cpu 3 -- ./app    # activate an unmodified app
+//!
+//! With -a, chisol forks: the child pins itself to the CPU, quiesces there
+//! and execs the program once the watcher has registered it; chisol stays
+//! on a housekeeping CPU, reports when the tick stopped, and at the end
+//! the breaks the program suffered. It exits with the program's status.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use isol_cpulist::CpuSet;
+use isol_task::protocol::{Request, Response, TaskStatus};
+use isol_task::{config, Config, Inherit, Quiesce, Strict};
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "chisol", version, about = "Run a program under task isolation")]
+struct Args {
+    /// Kernel activities to quiesce: vmstat_sync, lru_drain, timers, all.
+    #[arg(short = 'q', long, default_value = "vmstat_sync")]
+    quiesce: String,
+    /// Of those, the ones done at activation only (one-shot mode).
+    #[arg(short = 'o', long, default_value = "")]
+    oneshot: String,
+    /// Activate isolation before running the program.
+    #[arg(short = 'a', long)]
+    activate: bool,
+    /// What the program's children inherit: conf, or active (implies conf).
+    #[arg(short = 'I', long)]
+    inherit: Option<String>,
+    /// Show the task isolation features and the inherited configuration.
+    #[arg(short = 'i', long)]
+    info: bool,
+    /// CPU to run on (default: the one CPU this shell is pinned to, or the
+    /// first isolated CPU).
+    #[arg(short = 'c', long)]
+    cpu: Option<u32>,
+    /// Strict mode: the first interruption signals the program.
+    #[arg(long)]
+    strict: bool,
+    /// Signal for strict mode (number or name, default KILL).
+    #[arg(long, default_value = "KILL")]
+    signal: String,
+    /// How long to wait for the tick to stop (ms).
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+    /// Accept a CPU the kernel does not isolate (tests on ordinary machines).
+    #[arg(long)]
+    allow_unisolated: bool,
+    /// Act on a running process instead of starting one (needs isold): it
+    /// must already be pinned to one CPU. Registers it (with -a) or, with
+    /// --deactivate, ends its registration.
+    #[arg(short = 'p', long)]
+    pid: Option<u32>,
+    /// With --pid: end the process's isolation.
+    #[arg(short = 'd', long, requires = "pid")]
+    deactivate: bool,
+    /// Print the activation report and the final status as JSON (stderr).
+    #[arg(long)]
+    json: bool,
+    /// The program and its arguments.
+    #[arg(trailing_var_arg = true)]
+    command: Vec<String>,
+}
+
+fn signal_number(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Ok(n);
+    }
+    let name = s.trim_start_matches("SIG");
+    let sig: nix::sys::signal::Signal = format!("SIG{name}")
+        .parse()
+        .with_context(|| format!("unknown signal {s:?}"))?;
+    Ok(sig as i32)
+}
+
+fn config_from(a: &Args) -> Result<Config> {
+    let quiesce = Quiesce::parse(&a.quiesce)?;
+    let c = Config {
+        quiesce,
+        oneshot: Quiesce::parse(&a.oneshot)?,
+        inherit: a
+            .inherit
+            .as_deref()
+            .map(Inherit::parse)
+            .transpose()?
+            .unwrap_or_default(),
+        strict: a
+            .strict
+            .then(|| {
+                signal_number(&a.signal).map(|signal| Strict {
+                    signal,
+                    syscalls: false,
+                })
+            })
+            .transpose()?,
+        // mlockall does not survive exec: a program linked with libisol
+        // locks its own memory when it activates.
+        lock_memory: false,
+        tick_timeout_ms: a.timeout_ms,
+        allow_unisolated: a.allow_unisolated,
+    };
+    c.validate()?;
+    Ok(c)
+}
+
+fn pick_cpu(a: &Args) -> Result<u32> {
+    if let Some(c) = a.cpu {
+        return Ok(c);
+    }
+    let aff = isol_task::stock::current_affinity()?;
+    if aff.len() == 1 {
+        return Ok(aff.iter().next().unwrap());
+    }
+    isol_task::stock::kernel_isolated()
+        .intersection(&aff)
+        .iter()
+        .next()
+        .context("no CPU given and this machine isolates none: use --cpu N")
+}
+
+fn pin(cpus: &CpuSet) -> Result<()> {
+    isol_system::affinity::pin_current_thread(cpus).map_err(anyhow::Error::msg)
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chisol: error: {e:#}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn run(a: Args) -> Result<ExitCode> {
+    if a.info {
+        let f = isol_task::features()?;
+        let inherited = isol_task::configuration()?;
+        let native = isol_task::native::proc_state(std::process::id());
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({"features": f, "configuration": inherited, "task_isolation": native})
+            );
+        } else {
+            println!("backend: {:?}", f.backend);
+            println!("quiesce: {}", f.quiesce.join(", "));
+            println!(
+                "isold: {}",
+                if f.isold { "reachable" } else { "not running" }
+            );
+            if let Some(n) = native {
+                println!(
+                    "configured: {}\nactive: {}\nquiescing: {}",
+                    n.configured, n.active, n.quiescing
+                );
+            }
+            match inherited {
+                Some(c) => println!(
+                    "inherited configuration: {} ({})",
+                    c.quiesce.names().join(","),
+                    c.mode().name()
+                ),
+                None => println!("inherited configuration: none"),
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(pid) = a.pid {
+        return existing(&a, pid);
+    }
+    if a.command.is_empty() {
+        bail!("no program to run (chisol [options] -- PROGRAM [ARGS...])");
+    }
+    let cfg = config_from(&a)?;
+    let argv: Vec<CString> = a
+        .command
+        .iter()
+        .map(|s| CString::new(s.as_str()))
+        .collect::<Result<_, _>>()
+        .context("an argument holds a NUL byte")?;
+
+    if !a.activate {
+        // Configuration only: the program (linked with libisol) activates.
+        if let Some(cpu) = a.cpu {
+            pin(&CpuSet::from_iter([cpu]))?;
+        }
+        std::env::set_var(config::ENV, cfg.to_env());
+        std::env::remove_var(config::ENV_ACTIVE);
+        if let Some(p) = isol_task::native::Proof::check() {
+            isol_task::native::configure(
+                &p,
+                cfg.quiesce.bits() & 1,
+                cfg.oneshot.bits() & 1,
+                cfg.inherit.abi_mask(),
+            )?;
+        }
+        return Err(exec(&argv));
+    }
+    activate_and_run(&a, cfg, argv)
+}
+
+fn exec(argv: &[CString]) -> anyhow::Error {
+    let e = nix::unistd::execvp(&argv[0], argv).unwrap_err();
+    anyhow::anyhow!("cannot run {:?}: {e}", argv[0])
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe()?)
+}
+
+fn activate_and_run(a: &Args, cfg: Config, argv: Vec<CString>) -> Result<ExitCode> {
+    let cpu = pick_cpu(a)?;
+    let allow = cfg.allow_unisolated || std::env::var_os("ISOL_ALLOW_UNISOLATED").is_some();
+    let isolated = isol_task::stock::kernel_isolated();
+    if !isolated.contains(cpu) && !allow {
+        bail!("CPU {cpu} is not isolated by the kernel (nohz_full=/isolcpus=): `isol audit` says how; --allow-unisolated to try anyway");
+    }
+    let online: CpuSet = std::fs::read_to_string("/sys/devices/system/cpu/online")?
+        .trim()
+        .parse()?;
+    let hk = online.difference(&CpuSet::from_iter([cpu]));
+    if hk.is_empty() {
+        bail!(
+            "CPU {cpu} is the only online CPU: chisol needs a housekeeping CPU to supervise from"
+        );
+    }
+    // Connect first: the in-process watcher loads BPF, which patches
+    // kernel text (IPIs everywhere) — before anything is isolated.
+    pin(&hk)?;
+    let mut watcher = isol_task::watcher::Watcher::connect(true);
+    if let (Err(e), true) = (&watcher, cfg.strict.is_some()) {
+        bail!("strict mode needs a watcher: {e}");
+    }
+
+    let (ready_r, ready_w) = pipe()?;
+    let (go_r, go_w) = pipe()?;
+    // SAFETY: the child only calls async-signal-safe-enough code before
+    // exec (no locks held by other threads: chisol has only this thread,
+    // or the in-process watcher, which the child never touches).
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            drop(ready_r);
+            drop(go_w);
+            let code = child(cpu, &cfg, ready_w, go_r, &argv);
+            eprintln!("chisol: error: {code:#}");
+            std::process::exit(125);
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(ready_w);
+            drop(go_r);
+            let pid = child.as_raw() as u32;
+            let mut ready = std::fs::File::from(ready_r);
+            // The child writes what it quiesced and closes, then waits for go.
+            let mut steps = String::new();
+            ready.read_to_string(&mut steps)?;
+            parent(a, cfg, cpu, pid, &mut watcher, go_w, child, steps)
+        }
+    }
+}
+
+fn child(cpu: u32, cfg: &Config, ready: OwnedFd, go: OwnedFd, argv: &[CString]) -> anyhow::Error {
+    let r = (|| -> Result<()> {
+        pin(&CpuSet::from_iter([cpu]))?;
+        // SAFETY: plain libc calls.
+        while unsafe { libc::sched_getcpu() } != cpu as i32 {
+            unsafe { libc::sched_yield() };
+        }
+        if let Some(p) = isol_task::native::Proof::check() {
+            isol_task::native::configure(
+                &p,
+                cfg.quiesce.bits() & 1,
+                cfg.oneshot.bits() & 1,
+                cfg.inherit.abi_mask(),
+            )?;
+            isol_task::native::activate(&p, true)?;
+            drop(ready);
+        } else {
+            isol_task::stock::memory::disable_thp()?;
+            let done = isol_task::stock::quiesce::run(
+                cfg.quiesce,
+                isol_task::stock::kernel_isolated().contains(cpu),
+            )?;
+            let mut w = std::fs::File::from(ready);
+            for d in done {
+                writeln!(w, "{}: {}", d.name, d.detail)?;
+            }
+        }
+        // Wait for the watcher's registration.
+        let mut b = [0u8; 1];
+        nix::unistd::read(&go, &mut b)?;
+        if b[0] != b'g' {
+            bail!("chisol's supervisor gave up");
+        }
+        std::env::set_var(config::ENV, cfg.to_env());
+        std::env::set_var(config::ENV_ACTIVE, "1");
+        Ok(())
+    })();
+    match r {
+        Err(e) => e,
+        Ok(()) => exec(argv),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn parent(
+    a: &Args,
+    cfg: Config,
+    cpu: u32,
+    pid: u32,
+    watcher: &mut Result<isol_task::watcher::Watcher, isol_task::Error>,
+    go: OwnedFd,
+    child: nix::unistd::Pid,
+    steps: String,
+) -> Result<ExitCode> {
+    let steps: Vec<&str> = steps.lines().collect();
+    let mut report = serde_json::json!({"pid": pid, "cpu": cpu, "mode": cfg.mode(), "quiesce": cfg.quiesce.names(), "steps": steps});
+    let mut go = std::fs::File::from(go);
+    match watcher {
+        Ok(w) => {
+            let reg = isol_task::registration(&cfg, pid, true);
+            if let Err(e) = w.call(&Request::Register(reg)) {
+                let _ = go.write_all(b"x");
+                let _ = nix::sys::wait::waitpid(child, None);
+                bail!("registering the program with {}: {e}", w.describe());
+            }
+            report["watcher"] = w.describe().into();
+        }
+        Err(e) => report["watcher"] = format!("none: {e}").into(),
+    }
+    go.write_all(b"g")?;
+    drop(go);
+    // chisol itself must not be stopped by the terminal's Ctrl-C before
+    // the program: the program gets it, chisol reports after.
+    // SAFETY: installing SIG_IGN.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+
+    if let Ok(w) = watcher {
+        if let Ok(Response::Tick(t)) = w.call(&Request::WaitTick {
+            cpu,
+            tid: pid,
+            timeout_ms: cfg.tick_timeout_ms,
+        }) {
+            if !a.json {
+                if t.stopped {
+                    eprintln!(
+                        "chisol: pid {pid} isolated on CPU {cpu} ({}), tick stopped after {} ms",
+                        cfg.mode().name(),
+                        t.waited_ms
+                    );
+                } else {
+                    eprintln!(
+                        "chisol: pid {pid} on CPU {cpu}: the tick did not stop within {} ms:",
+                        t.waited_ms
+                    );
+                    for d in &t.dependencies {
+                        eprintln!("chisol:   {}: {}", d.kind, d.detail);
+                    }
+                }
+            }
+            report["tick"] = serde_json::to_value(&t)?;
+        }
+    }
+
+    // Wait for the program to end without reaping it: as a zombie its
+    // /proc entry remains, so the watcher can still name it in the status.
+    use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
+    loop {
+        let f = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG;
+        match waitid(Id::Pid(child), f)? {
+            WaitStatus::StillAlive => std::thread::sleep(Duration::from_millis(20)),
+            _ => break,
+        }
+    }
+    let mut last: Vec<TaskStatus> = Vec::new();
+    if let Ok(w) = watcher {
+        if let Ok(Response::Status { tasks }) = w.call(&Request::Status { pid: Some(pid) }) {
+            last = tasks;
+        }
+    }
+    let status = waitpid(child, None)?;
+    let breaks: u64 = last.iter().map(|t| t.breaks).sum();
+    let last_break = last
+        .iter()
+        .filter_map(|t| t.last_break.clone())
+        .max_by_key(|b| b.ts_ns);
+    let (code, how) = match status {
+        WaitStatus::Exited(_, c) => (c as u8, format!("exited {c}")),
+        WaitStatus::Signaled(_, s, _) => (128 + s as u8, format!("killed by {s:?}")),
+        s => (125, format!("{s:?}")),
+    };
+    report["exit"] = how.clone().into();
+    report["breaks"] = breaks.into();
+    report["last_break"] = serde_json::to_value(&last_break)?;
+    if a.json {
+        eprintln!("{}", serde_json::to_string(&report)?);
+    } else {
+        let tail = match &last_break {
+            Some(b) => format!("; last: {} on CPU {} (tid {})", b.cause, b.cpu, b.tid),
+            None => String::new(),
+        };
+        eprintln!("chisol: {} {how}; breaks: {breaks}{tail}", a.command[0]);
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// chisol -p PID: register (or, with -d, unregister) a running process
+/// with isold, which checks that the caller owns it and may use its CPU.
+fn existing(a: &Args, pid: u32) -> Result<ExitCode> {
+    let mut w = isol_task::watcher::Watcher::connect(false)?;
+    if a.deactivate {
+        w.call(&Request::Unregister {
+            id: pid,
+            process: true,
+        })?;
+        eprintln!("chisol: pid {pid} no longer isolated");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !a.activate {
+        bail!("with --pid, say -a (activate) or -d (deactivate)");
+    }
+    let cfg = config_from(a)?;
+    let cpu = match w.call(&Request::Register(isol_task::registration(&cfg, pid, true)))? {
+        Response::Registered { cpu } => cpu,
+        r => bail!("unexpected answer from isold: {r:?}"),
+    };
+    let tick = match w.call(&Request::WaitTick {
+        cpu,
+        tid: pid,
+        timeout_ms: cfg.tick_timeout_ms,
+    })? {
+        Response::Tick(t) => Some(t),
+        _ => None,
+    };
+    if a.json {
+        eprintln!(
+            "{}",
+            serde_json::json!({"pid": pid, "cpu": cpu, "mode": cfg.mode(), "tick": tick})
+        );
+    } else {
+        eprintln!(
+            "chisol: pid {pid} isolated on CPU {cpu} ({})",
+            cfg.mode().name()
+        );
+        if let Some(t) = tick.filter(|t| !t.stopped) {
+            for d in &t.dependencies {
+                eprintln!("chisol:   tick: {}: {}", d.kind, d.detail);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

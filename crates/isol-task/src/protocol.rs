@@ -1,0 +1,111 @@
+//! Requests to the watcher (isold over its unix socket, or the in-process
+//! watcher thread), one JSON object per line each way.
+
+use crate::config::Mode;
+use serde::{Deserialize, Serialize};
+
+/// Where isold listens unless its config or ISOL_SOCKET says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/isol/isold.sock";
+pub const SOCKET_ENV: &str = "ISOL_SOCKET";
+
+pub fn socket_path() -> std::path::PathBuf {
+    std::env::var_os(SOCKET_ENV)
+        .map(Into::into)
+        .unwrap_or_else(|| DEFAULT_SOCKET.into())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Watch a task (or, with `process`, every thread of a process) on
+    /// its isolated CPU: count its breaks, or signal it (strict).
+    Register(Registration),
+    Unregister {
+        id: u32,
+        process: bool,
+    },
+    /// Wait until the tick stops on `cpu` while `tid` runs there; name
+    /// what keeps it if it does not within the timeout.
+    WaitTick {
+        cpu: u32,
+        tid: u32,
+        timeout_ms: u64,
+    },
+    /// Registered tasks (all, or one process's) with their breaks.
+    Status {
+        pid: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// tid, or pid with `process`.
+    pub id: u32,
+    pub process: bool,
+    pub mode: Mode,
+    /// 0 = count breaks only.
+    pub signal: i32,
+    /// Classes that break isolation (`ipi`, `syscall`, ... as in JSON).
+    pub classes: Vec<String>,
+    /// Children are registered too (ISOL_INHERIT_ACTIVE).
+    pub inherit: bool,
+    pub quiesce: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Registered { cpu: u32 },
+    Done,
+    Tick(TickReport),
+    Status { tasks: Vec<TaskStatus> },
+    Error { message: String },
+}
+
+/// What stops the tick on a CPU (timer:tick_stop dependency bits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    /// posix_timer, perf_events, sched, clock_unstable, rcu, rcu_exp
+    pub kind: String,
+    /// Who and what to do about it.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TickReport {
+    pub cpu: u32,
+    pub stopped: bool,
+    pub waited_ms: u64,
+    /// Why it did not stop (empty when it did).
+    pub dependencies: Vec<Dependency>,
+    /// High-resolution timers still queued on the CPU (besides the tick).
+    pub pending_timers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakInfo {
+    pub tid: u32,
+    pub cpu: u32,
+    /// CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    pub count: u32,
+    /// 0 when the break was only counted.
+    pub signal: u32,
+    /// e.g. `ipi: flush_tlb_func`
+    pub cause: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub id: u32,
+    pub process: bool,
+    pub uid: u32,
+    pub cpu: Option<u32>,
+    pub mode: Mode,
+    pub quiesce: Vec<String>,
+    pub inherit: bool,
+    /// Still registered (a strict registration ends at its break).
+    pub active: bool,
+    pub breaks: u64,
+    pub last_break: Option<BreakInfo>,
+}

@@ -1,0 +1,228 @@
+//! The watcher's side of the API: registrations in the capture engine,
+//! checked against a [`Policy`]. isold serves it on its unix socket; a
+//! privileged program runs it on an in-process thread.
+
+use crate::config::Mode;
+use crate::policy::{task_facts, Policy};
+use crate::protocol::{BreakInfo, Registration, Request, Response, TaskStatus};
+use crate::tick::TickSeen;
+use isol_capture::{Capture, Class, StrictConfig};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+struct Reg {
+    uid: u32,
+    cpu: u32,
+    r: Registration,
+}
+
+/// Registrations known to the watcher, keyed by (id, process).
+#[derive(Default)]
+pub struct Service {
+    regs: BTreeMap<(u32, bool), Reg>,
+}
+
+impl Service {
+    pub fn new() -> Service {
+        Service::default()
+    }
+
+    /// Handle one request from `uid`. WaitTick is not handled here (it
+    /// blocks): see [`crate::tick::wait`] and [`tick_seen`].
+    pub fn handle(&mut self, cap: &Capture, policy: &Policy, uid: u32, req: &Request) -> Response {
+        match self.try_handle(cap, policy, uid, req) {
+            Ok(r) => r,
+            Err(message) => Response::Error { message },
+        }
+    }
+
+    fn try_handle(
+        &mut self,
+        cap: &Capture,
+        policy: &Policy,
+        uid: u32,
+        req: &Request,
+    ) -> Result<Response, String> {
+        match req {
+            Request::Register(r) => {
+                let cpu = policy.check_register(uid, r.id, r.process)?;
+                let mut classes = Vec::new();
+                for c in &r.classes {
+                    classes
+                        .push(Class::from_name(c).ok_or_else(|| format!("unknown class {c:?}"))?);
+                }
+                if r.signal < 0 || r.signal > 64 {
+                    return Err(format!("signal {} is not a signal number", r.signal));
+                }
+                let cfg = StrictConfig {
+                    signal: r.signal,
+                    classes,
+                    progress_addr: 0,
+                    inherit: r.inherit,
+                };
+                // A new activation starts with no breaks.
+                if r.process {
+                    if let Ok(d) = std::fs::read_dir(format!("/proc/{}/task", r.id)) {
+                        for t in d.flatten() {
+                            if let Ok(tid) = t.file_name().to_string_lossy().parse() {
+                                cap.clear_break(tid);
+                            }
+                        }
+                    }
+                } else {
+                    cap.clear_break(r.id);
+                }
+                cap.register_strict(r.id, r.process, &cfg)
+                    .map_err(|e| format!("{e:#}"))?;
+                self.regs.insert(
+                    (r.id, r.process),
+                    Reg {
+                        uid,
+                        cpu,
+                        r: r.clone(),
+                    },
+                );
+                Ok(Response::Registered { cpu })
+            }
+            Request::Unregister { id, process } => {
+                let owner = self.regs.get(&(*id, *process)).map(|g| g.uid);
+                match owner {
+                    Some(o) if policy.trusted || uid == 0 || o == uid => {}
+                    Some(_) => return Err(format!("registration {id} belongs to another user")),
+                    None => {
+                        // Inherited in the kernel only: the task's owner may end it.
+                        let t = task_facts(*id).ok_or_else(|| format!("no task {id}"))?;
+                        policy.check_owner(uid, *id, &t)?;
+                    }
+                }
+                cap.unregister_strict(*id, *process);
+                self.regs.remove(&(*id, *process));
+                Ok(Response::Done)
+            }
+            Request::Status { pid } => Ok(Response::Status {
+                tasks: self.status(cap, policy, uid, *pid),
+            }),
+            Request::WaitTick { .. } => {
+                Err("wait_tick is served by the connection, not here".into())
+            }
+        }
+    }
+
+    /// Drop registrations of tasks that are gone (user table and kernel map).
+    pub fn prune(&mut self, cap: &Capture) {
+        self.regs
+            .retain(|(id, _), _| std::path::Path::new(&format!("/proc/{id}")).exists());
+        for (id, process) in cap.registrations() {
+            if !std::path::Path::new(&format!("/proc/{id}")).exists() {
+                cap.unregister_strict(id, process);
+            }
+        }
+    }
+
+    fn status(
+        &mut self,
+        cap: &Capture,
+        policy: &Policy,
+        uid: u32,
+        pid: Option<u32>,
+    ) -> Vec<TaskStatus> {
+        self.prune(cap);
+        let breaks = cap.breaks();
+        let mut out = Vec::new();
+        let mut keys: Vec<(u32, bool)> = self.regs.keys().copied().collect();
+        for k in cap.registrations() {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        for (id, process) in keys {
+            let facts = task_facts(id);
+            let reg = self.regs.get(&(id, process)).cloned();
+            // Registered by fork inheritance in the kernel: take the mode of
+            // an inheriting registration of the same user.
+            let task_uid = reg
+                .as_ref()
+                .map(|g| g.uid)
+                .or(facts.as_ref().map(|f| f.uid))
+                .unwrap_or(0);
+            let template = reg.clone().or_else(|| {
+                self.regs
+                    .values()
+                    .find(|g| g.r.inherit && g.uid == task_uid)
+                    .cloned()
+            });
+            let Some(tpl) = template else { continue };
+            if !policy.trusted && uid != 0 && task_uid != uid {
+                continue;
+            }
+            let tgid = facts.as_ref().map(|f| f.tgid).unwrap_or(id);
+            if let Some(p) = pid {
+                if p != id && p != tgid {
+                    continue;
+                }
+            }
+            let mine: Vec<_> = breaks
+                .iter()
+                .filter(|b| {
+                    if process {
+                        b.tid == id
+                            || std::path::Path::new(&format!("/proc/{id}/task/{}", b.tid)).exists()
+                    } else {
+                        b.tid == id
+                    }
+                })
+                .collect();
+            let last = mine.iter().max_by_key(|b| b.ts_ns).map(|b| BreakInfo {
+                tid: b.tid,
+                cpu: b.cpu,
+                ts_ns: b.ts_ns,
+                count: b.count,
+                signal: b.signal,
+                cause: describe(&b.cause),
+            });
+            out.push(TaskStatus {
+                id,
+                process,
+                uid: task_uid,
+                cpu: reg.as_ref().map(|g| g.cpu).or_else(|| {
+                    facts.as_ref().and_then(|f| {
+                        (f.allowed.len() == 1).then(|| f.allowed.iter().next().unwrap())
+                    })
+                }),
+                mode: tpl.r.mode,
+                quiesce: tpl.r.quiesce.clone(),
+                inherit: tpl.r.inherit,
+                active: cap.is_registered(id, process),
+                breaks: mine.iter().map(|b| b.count as u64).sum(),
+                last_break: last,
+            });
+        }
+        out
+    }
+}
+
+/// "ipi: flush_tlb_func" style.
+pub fn describe(c: &isol_capture::Cause) -> String {
+    if c.detail.is_empty() {
+        format!("{}: {:?}", c.class.name(), c.kind)
+    } else {
+        format!("{}: {}", c.class.name(), c.detail)
+    }
+}
+
+pub fn tick_seen(cap: &Capture, cpu: u32) -> Option<TickSeen> {
+    cap.tick_state(cpu).map(|t| TickSeen {
+        fail_ts_ns: t.fail_ts_ns,
+        fail_dependency: t.fail_dependency,
+    })
+}
+
+/// Classes that break a registration in `mode`.
+pub fn classes_for(mode: Mode, syscalls: bool) -> Vec<String> {
+    let _ = mode;
+    let mut v: Vec<String> = Class::ASYNC.iter().map(|c| c.name().to_string()).collect();
+    if syscalls {
+        v.extend(Class::SYNC.iter().map(|c| c.name().to_string()));
+    }
+    v
+}
