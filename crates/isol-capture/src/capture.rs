@@ -297,7 +297,7 @@ impl Capture {
         let key = if process { id | 0x8000_0000 } else { id };
         let v = RawStrictCfg {
             signal: cfg.signal as u32,
-            flags: process as u32 | (cfg.inherit as u32) << 1,
+            flags: process as u32 | (cfg.inherit as u32) << 1 | (cfg.pending as u32) << 2,
             classes: cfg.classes_mask(),
             pad: 0,
             progress_addr: cfg.progress_addr,

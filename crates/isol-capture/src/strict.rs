@@ -21,7 +21,13 @@ pub struct StrictConfig {
     /// Children created by fork/clone are registered too (the seed's
     /// ISOL_INHERIT_ACTIVE).
     pub inherit: bool,
+    /// The task's own syscalls and faults do not count until it arms
+    /// itself with getcpu(0, 0, ARM_MAGIC) (it is still talking to its watcher).
+    pub pending: bool,
 }
+
+/// Must match STRICT_ARM_MAGIC in bpf/capture.h.
+pub const ARM_MAGIC: u64 = 0x1501_5015;
 
 impl StrictConfig {
     /// Asynchronous interruptions only: the task's own syscalls and page
@@ -32,6 +38,7 @@ impl StrictConfig {
             classes: Class::ASYNC.to_vec(),
             progress_addr: 0,
             inherit: false,
+            pending: false,
         }
     }
     /// Every kernel entry, as the seeds' strict mode.

@@ -244,11 +244,21 @@ pub fn registration(cfg: &Config, id: u32, process: bool) -> Registration {
         classes: classes(cfg),
         inherit: cfg.inherit == Inherit::Active,
         quiesce: cfg.quiesce.names().into_iter().map(String::from).collect(),
+        // The task registering itself keeps talking to its watcher
+        // until activate() returns: it arms itself last.
+        pending: !process && cfg.strict.is_some_and(|s| s.syscalls),
     }
 }
 
 /// Activate isolation for the calling thread (PR_ISOL_ACTIVATE_SET).
 pub fn activate() -> Result<ActivationReport> {
+    activate_then(|_| ())
+}
+
+/// Activate, and run `keep` on the report before the last step: in strict
+/// mode counting syscalls, arming makes the thread's next syscall a break,
+/// so whatever the caller does with the report (allocate, copy) happens first.
+pub fn activate_then(keep: impl FnOnce(&ActivationReport)) -> Result<ActivationReport> {
     let cfg = configuration()?.ok_or(Error::NotConfigured)?;
     ensure_atfork();
     let tid = gettid();
@@ -318,8 +328,9 @@ pub fn activate() -> Result<ActivationReport> {
     }
 
     let mut registered = false;
+    let reg = registration(&cfg, tid, false);
     if watcher {
-        call(&Request::Register(registration(&cfg, tid, false)))?;
+        call(&Request::Register(reg.clone()))?;
         registered = true;
     }
     STATE.with(|s| {
@@ -327,7 +338,7 @@ pub fn activate() -> Result<ActivationReport> {
         s.active = true;
         s.quiesces = 1;
     });
-    Ok(ActivationReport {
+    let report = ActivationReport {
         backend,
         tid,
         cpu,
@@ -337,7 +348,12 @@ pub fn activate() -> Result<ActivationReport> {
         tick,
         watcher: watcher_name,
         registered,
-    })
+    };
+    keep(&report);
+    if registered && reg.pending {
+        protocol::arm();
+    }
+    Ok(report)
 }
 
 /// Run the quiesce actions again (what the patched kernel does on every

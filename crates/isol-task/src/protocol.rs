@@ -50,6 +50,21 @@ pub struct Registration {
     /// Children are registered too (ISOL_INHERIT_ACTIVE).
     pub inherit: bool,
     pub quiesce: Vec<String>,
+    /// The task's own syscalls and faults count only once it calls
+    /// [`arm`] (its talk with the watcher must not break it).
+    #[serde(default)]
+    pub pending: bool,
+}
+
+/// The capture engine's STRICT_ARM_MAGIC (bpf/capture.h).
+pub const ARM_MAGIC: u64 = 0x1501_5015;
+
+/// Arm the calling thread's pending registration: getcpu(2) ignores its
+/// third argument, and the watcher's BPF program recognises this call.
+/// From the next kernel entry on, the thread's own syscalls count.
+pub fn arm() {
+    // SAFETY: getcpu with NULL outputs; the third argument is unused.
+    unsafe { libc::syscall(libc::SYS_getcpu, 0usize, 0usize, ARM_MAGIC as usize) };
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -59,6 +59,7 @@ impl Service {
                     classes,
                     progress_addr: 0,
                     inherit: r.inherit,
+                    pending: r.pending,
                 };
                 // A new activation starts with no breaks.
                 if r.process {
@@ -225,4 +226,12 @@ pub fn classes_for(mode: Mode, syscalls: bool) -> Vec<String> {
         v.extend(Class::SYNC.iter().map(|c| c.name().to_string()));
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn arm_magic_matches_the_bpf_side() {
+        assert_eq!(crate::protocol::ARM_MAGIC, isol_capture::strict::ARM_MAGIC);
+    }
 }

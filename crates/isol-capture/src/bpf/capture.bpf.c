@@ -201,6 +201,14 @@ static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 
 		if (!cfg)
 			return;
 	}
+	if (cfg->flags & STRICT_PENDING) {
+		if (class == CLASS_SYSCALL && arg == STRICT_ARM_NR && addr == STRICT_ARM_MAGIC) {
+			cfg->flags &= ~STRICT_PENDING;
+			return;
+		}
+		if (class == CLASS_SYSCALL || class == CLASS_EXCEPTION)
+			return;
+	}
 	if (!(cfg->classes & (1u << class)))
 		return;
 
@@ -816,7 +824,7 @@ int BPF_PROG(user_exit, int dummy)
 	orig_ax = BPF_CORE_READ(regs, orig_ax);
 	ax = BPF_CORE_READ(regs, ax);
 	if (orig_ax >= 0 && ax == -38 /* -ENOSYS */) {
-		strict_check(st, CLASS_SYSCALL, KIND_SYSCALL, orig_ax, 0);
+		strict_check(st, CLASS_SYSCALL, KIND_SYSCALL, orig_ax, BPF_CORE_READ(regs, dx));
 		if (!want_syscalls)
 			return 0; /* the task's own call: not an interruption */
 		now = bpf_ktime_get_ns();
@@ -859,7 +867,7 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 	st = cur_state();
 	if (!st)
 		return 0;
-	strict_check(st, CLASS_SYSCALL, KIND_SYSCALL, id, 0);
+	strict_check(st, CLASS_SYSCALL, KIND_SYSCALL, id, BPF_CORE_READ(regs, dx));
 	/* Where context tracking bounds syscalls (user_exit opened the
 	 * episode) there is nothing to add; elsewhere a point record. */
 	if (!want_syscalls || st->start)

@@ -121,6 +121,12 @@ enum isol_drop {
  * task and ends the registration; signal == 0: breaks are only counted. */
 #define STRICT_PROCESS (1u << 0)
 #define STRICT_INHERIT (1u << 1) /* fork/clone children are registered too */
+/* The task's own entries do not count yet: it is still talking to its
+ * watcher. It arms itself with getcpu(0, 0, STRICT_ARM_MAGIC), a syscall
+ * that ignores its third argument. */
+#define STRICT_PENDING (1u << 2)
+#define STRICT_ARM_NR 309 /* __NR_getcpu on x86-64 */
+#define STRICT_ARM_MAGIC 0x15015015ULL
 struct strict_cfg {
 	__u32 signal;
 	__u32 flags;

@@ -21,6 +21,21 @@ fn touch_stack() {
 /// (heap growth, new threads' stacks) are populated when created.
 pub fn lock() -> Result<String> {
     touch_stack();
+    // The vDSO's data pages are special mappings mlockall does not
+    // populate: read the clocks once so the first clock_gettime after
+    // activation does not fault.
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    for clock in [
+        libc::CLOCK_MONOTONIC,
+        libc::CLOCK_REALTIME,
+        libc::CLOCK_MONOTONIC_RAW,
+    ] {
+        // SAFETY: valid out-pointer.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+    }
     // SAFETY: plain libc call.
     if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
         let e = std::io::Error::last_os_error();

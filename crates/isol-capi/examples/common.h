@@ -1,0 +1,80 @@
+/* Shared by the samples (ported from the task isolation patch's
+ * samples/task_isolation/): options, pinning, reporting. */
+#ifndef ISOL_SAMPLE_COMMON_H
+#define ISOL_SAMPLE_COMMON_H
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <isol.h>
+
+struct sample_opts {
+	int cpu;           /* -c: pin here first (-1: keep the affinity) */
+	int fifo;          /* -f: SCHED_FIFO priority (0: leave the policy) */
+	double seconds;    /* -t: how long to loop */
+	int report;        /* -r: print the activation report (JSON) */
+};
+
+static inline void die(const char *what)
+{
+	fprintf(stderr, "%s: %s\n", what, isol_last_error());
+	exit(1);
+}
+
+static inline double now_s(void)
+{
+	struct timespec ts;
+	/* vDSO: no kernel entry. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Common options; returns the index of the first unparsed argument. */
+static inline void sample_setup(const struct sample_opts *o)
+{
+	if (o->cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(o->cpu, &set);
+		if (sched_setaffinity(0, sizeof(set), &set)) {
+			perror("sched_setaffinity");
+			exit(1);
+		}
+	}
+	if (o->fifo > 0) {
+		struct sched_param p = { .sched_priority = o->fifo };
+		if (sched_setscheduler(0, SCHED_FIFO, &p)) {
+			perror("sched_setscheduler");
+			exit(1);
+		}
+	}
+}
+
+static inline void print_report(void)
+{
+	char buf[8192];
+	isol_report_json(buf, sizeof(buf));
+	printf("report: %s\n", buf);
+}
+
+/* "breaks=N last=CAUSE" for the closing line. */
+static inline void print_breaks(const char *who)
+{
+	struct isol_break b;
+	int r = isol_last_break(&b);
+	if (r < 0)
+		printf("%s: breaks=unknown (%s)\n", who, isol_last_error());
+	else if (r == 0)
+		printf("%s: breaks=0\n", who);
+	else
+		printf("%s: breaks=%u last=\"%s\" cpu=%u\n", who, b.count, b.cause, b.cpu);
+}
+
+#endif

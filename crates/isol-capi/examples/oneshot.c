@@ -1,0 +1,57 @@
+/* oneshot: quiesce once at activation, loop, and on each external event
+ * make a few syscalls to handle it without being quiesced again (the task
+ * isolation patch's task_isol_oneshot.c).
+ *
+ *   oneshot [-c CPU] [-f PRIO] [-t SECONDS] [-e EVENTS] [-r]
+ *
+ * Events arrive at even intervals (a stand-in for a packet or a message).
+ */
+#include "common.h"
+#include <sys/syscall.h>
+
+int main(int argc, char **argv)
+{
+	struct sample_opts o = { .cpu = -1, .seconds = 2 };
+	int events = 4, c;
+	while ((c = getopt(argc, argv, "c:f:t:e:r")) != -1) {
+		switch (c) {
+		case 'c': o.cpu = atoi(optarg); break;
+		case 'f': o.fifo = atoi(optarg); break;
+		case 't': o.seconds = atof(optarg); break;
+		case 'e': events = atoi(optarg); break;
+		case 'r': o.report = 1; break;
+		default: return 2;
+		}
+	}
+	sample_setup(&o);
+
+	struct isol_config cfg;
+	isol_config_default(&cfg);
+	cfg.quiesce_mask = ISOL_QUIESCE_VMSTAT | ISOL_QUIESCE_LRU;
+	cfg.oneshot_mask = cfg.quiesce_mask; /* every action: one-shot mode */
+	if (isol_configure(&cfg))
+		die("isol_configure");
+	if (isol_activate())
+		die("isol_activate");
+	if (o.report)
+		print_report();
+
+	double t0 = now_s(), step = o.seconds / (events + 1);
+	int handled = 0, requiesced = 0;
+	while (now_s() - t0 < o.seconds) {
+		if (handled < events && now_s() - t0 >= step * (handled + 1)) {
+			/* Handle the event: syscalls, not breaks. */
+			syscall(SYS_getpid);
+			syscall(SYS_sched_yield);
+			/* A persistent task would be quiesced again here; a
+			 * one-shot task is not (0 actions). */
+			requiesced += isol_quiesce();
+			handled++;
+		}
+	}
+	printf("oneshot: events=%d requiesce_actions=%d\n", handled, requiesced);
+	print_breaks("oneshot");
+	if (isol_deactivate())
+		die("isol_deactivate");
+	return 0;
+}

@@ -1,0 +1,317 @@
+//! libisol: the C face of the task isolation API (crates/isol-task).
+//!
+//! Every function returns 0 (or a count) on success and a negative errno
+//! on failure; `isol_last_error()` then says what went wrong in words
+//! (the missing privilege, kernel feature or bad argument). State is per
+//! thread, like the seed's per-task prctl state.
+
+#![allow(non_camel_case_types, clippy::missing_safety_doc)]
+
+use isol_task::{Config, Inherit, Quiesce, Strict};
+use libc::{c_char, c_int, size_t};
+use std::cell::RefCell;
+use std::ffi::CString;
+
+/// Quiesce the per-CPU VM statistics (the seed's ISOL_F_QUIESCE_VMSTATS).
+pub const ISOL_QUIESCE_VMSTAT: u64 = 1 << 0;
+/// Drain this CPU's LRU and mlock page batches.
+pub const ISOL_QUIESCE_LRU: u64 = 1 << 1;
+/// List the timers still queued on the CPU in the activation report.
+pub const ISOL_QUIESCE_TIMERS: u64 = 1 << 2;
+
+/// Children inherit the configuration (the seed's ISOL_INHERIT_CONF).
+pub const ISOL_INHERIT_CONF: u32 = 1 << 0;
+/// Children inherit the activation too (requires ISOL_INHERIT_CONF).
+pub const ISOL_INHERIT_ACTIVE: u32 = 1 << 1;
+
+/// Strict mode: the first interruption sends `strict_signal`.
+pub const ISOL_CFG_STRICT: u32 = 1 << 0;
+/// In strict mode the task's own syscalls and page faults break too.
+pub const ISOL_CFG_STRICT_SYSCALLS: u32 = 1 << 1;
+/// Do not mlockall/prefault at activation.
+pub const ISOL_CFG_NO_MLOCK: u32 = 1 << 2;
+/// Accept a CPU the kernel does not isolate (tests on ordinary machines).
+pub const ISOL_CFG_ALLOW_UNISOLATED: u32 = 1 << 3;
+
+/// The seed's prctl interface on a patched kernel.
+pub const ISOL_BACKEND_NATIVE: u32 = 1;
+/// isol's user-space implementation on a stock kernel.
+pub const ISOL_BACKEND_STOCK: u32 = 2;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct isol_config {
+    /// ISOL_QUIESCE_* to quiesce at activation (and at isol_quiesce()).
+    pub quiesce_mask: u64,
+    /// Subset of quiesce_mask done at activation only (one-shot).
+    pub oneshot_mask: u64,
+    /// ISOL_INHERIT_*.
+    pub inherit_mask: u32,
+    /// ISOL_CFG_*.
+    pub flags: u32,
+    /// Signal for strict mode (0 means SIGKILL).
+    pub strict_signal: c_int,
+    /// How long activation waits for the tick to stop (0 means 2000 ms).
+    pub tick_timeout_ms: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct isol_features {
+    /// ISOL_BACKEND_*.
+    pub backend: u32,
+    /// 1 if isold is reachable (strict mode and break counting for
+    /// unprivileged programs).
+    pub isold: u32,
+    /// ISOL_QUIESCE_* this backend supports.
+    pub quiesce_mask: u64,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct isol_break {
+    pub tid: u32,
+    pub cpu: u32,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// Breaks so far of this task.
+    pub count: u32,
+    /// Signal sent, or 0 when the break was only counted.
+    pub signal: u32,
+    /// e.g. "ipi: flush_tlb_func", NUL-terminated.
+    pub cause: [c_char; 64],
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    static LAST_REPORT: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+fn fail(e: isol_task::Error) -> c_int {
+    let msg = CString::new(e.to_string().replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|l| *l.borrow_mut() = msg);
+    e.code()
+}
+
+fn ok() -> c_int {
+    0
+}
+
+/// What went wrong in the last failed call on this thread.
+#[no_mangle]
+pub extern "C" fn isol_last_error() -> *const c_char {
+    LAST_ERROR.with(|l| l.borrow().as_ptr())
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn isol_features(out: *mut isol_features) -> c_int {
+    if out.is_null() {
+        return fail(isol_task::Error::Config("isol_features: NULL".into()));
+    }
+    match isol_task::features() {
+        Err(e) => fail(e),
+        Ok(f) => {
+            let q = f
+                .quiesce
+                .iter()
+                .filter_map(|n| Quiesce::parse(n).ok())
+                .fold(Quiesce::empty(), |a, b| a | b);
+            *out = isol_features {
+                backend: match f.backend {
+                    isol_task::Backend::Native => ISOL_BACKEND_NATIVE,
+                    isol_task::Backend::Stock => ISOL_BACKEND_STOCK,
+                },
+                isold: f.isold as u32,
+                quiesce_mask: q.bits(),
+            };
+            ok()
+        }
+    }
+}
+
+/// Fill `cfg` with the defaults (vmstat and LRU quiesced, memory locked,
+/// no inheritance, not strict).
+#[no_mangle]
+pub unsafe extern "C" fn isol_config_default(cfg: *mut isol_config) {
+    if !cfg.is_null() {
+        *cfg = to_c(&Config::default());
+    }
+}
+
+fn to_c(c: &Config) -> isol_config {
+    let mut flags = 0;
+    if let Some(s) = c.strict {
+        flags |= ISOL_CFG_STRICT;
+        if s.syscalls {
+            flags |= ISOL_CFG_STRICT_SYSCALLS;
+        }
+    }
+    if !c.lock_memory {
+        flags |= ISOL_CFG_NO_MLOCK;
+    }
+    if c.allow_unisolated {
+        flags |= ISOL_CFG_ALLOW_UNISOLATED;
+    }
+    isol_config {
+        quiesce_mask: c.quiesce.bits(),
+        oneshot_mask: c.oneshot.bits(),
+        inherit_mask: c.inherit.abi_mask() as u32,
+        flags,
+        strict_signal: c.strict.map(|s| s.signal).unwrap_or(0),
+        tick_timeout_ms: c.tick_timeout_ms as u32,
+    }
+}
+
+fn from_c(c: &isol_config) -> Result<Config, isol_task::Error> {
+    let bad = |m: String| isol_task::Error::Config(m);
+    let quiesce = Quiesce::from_bits(c.quiesce_mask)
+        .ok_or_else(|| bad(format!("unknown quiesce bits {:#x}", c.quiesce_mask)))?;
+    let oneshot = Quiesce::from_bits(c.oneshot_mask)
+        .ok_or_else(|| bad(format!("unknown one-shot bits {:#x}", c.oneshot_mask)))?;
+    let inherit = match c.inherit_mask {
+        0 => Inherit::None,
+        ISOL_INHERIT_CONF => Inherit::Conf,
+        m if m == ISOL_INHERIT_CONF | ISOL_INHERIT_ACTIVE => Inherit::Active,
+        ISOL_INHERIT_ACTIVE => {
+            return Err(bad("ISOL_INHERIT_ACTIVE requires ISOL_INHERIT_CONF".into()))
+        }
+        m => return Err(bad(format!("unknown inherit bits {m:#x}"))),
+    };
+    let known =
+        ISOL_CFG_STRICT | ISOL_CFG_STRICT_SYSCALLS | ISOL_CFG_NO_MLOCK | ISOL_CFG_ALLOW_UNISOLATED;
+    if c.flags & !known != 0 {
+        return Err(bad(format!("unknown flags {:#x}", c.flags & !known)));
+    }
+    let cfg = Config {
+        quiesce,
+        oneshot,
+        inherit,
+        strict: (c.flags & ISOL_CFG_STRICT != 0).then(|| Strict {
+            signal: if c.strict_signal == 0 {
+                libc::SIGKILL
+            } else {
+                c.strict_signal
+            },
+            syscalls: c.flags & ISOL_CFG_STRICT_SYSCALLS != 0,
+        }),
+        lock_memory: c.flags & ISOL_CFG_NO_MLOCK == 0,
+        tick_timeout_ms: if c.tick_timeout_ms == 0 {
+            2000
+        } else {
+            c.tick_timeout_ms as u64
+        },
+        allow_unisolated: c.flags & ISOL_CFG_ALLOW_UNISOLATED != 0,
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Set this thread's configuration (PR_ISOL_CFG_SET).
+#[no_mangle]
+pub unsafe extern "C" fn isol_configure(cfg: *const isol_config) -> c_int {
+    if cfg.is_null() {
+        return fail(isol_task::Error::Config("isol_configure: NULL".into()));
+    }
+    match from_c(&*cfg).and_then(isol_task::configure) {
+        Ok(()) => ok(),
+        Err(e) => fail(e),
+    }
+}
+
+/// This thread's configuration, set by isol_configure() or inherited
+/// (fork, or chisol across exec). Returns 1 if there is one, 0 if not.
+#[no_mangle]
+pub unsafe extern "C" fn isol_get_config(cfg: *mut isol_config) -> c_int {
+    match isol_task::configuration() {
+        Err(e) => fail(e),
+        Ok(None) => 0,
+        Ok(Some(c)) => {
+            if !cfg.is_null() {
+                *cfg = to_c(&c);
+            }
+            1
+        }
+    }
+}
+
+/// Activate isolation for the calling thread: check its affinity (one
+/// isolated CPU), lock memory, quiesce, wait for the tick to stop, and
+/// register with the watcher (PR_ISOL_ACTIVATE_SET on a patched kernel).
+#[no_mangle]
+pub extern "C" fn isol_activate() -> c_int {
+    let keep = |r: &isol_task::ActivationReport| {
+        let j = serde_json::to_string(r).unwrap_or_default();
+        LAST_REPORT.with(|l| *l.borrow_mut() = j);
+    };
+    match isol_task::activate_then(keep) {
+        Ok(_) => ok(),
+        Err(e) => fail(e),
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn isol_deactivate() -> c_int {
+    match isol_task::deactivate() {
+        Ok(()) => ok(),
+        Err(e) => fail(e),
+    }
+}
+
+/// Quiesce again (what a patched kernel does on each return from a
+/// syscall); one-shot actions are skipped. Returns how many actions ran.
+#[no_mangle]
+pub extern "C" fn isol_quiesce() -> c_int {
+    match isol_task::quiesce() {
+        Ok(v) => v.len() as c_int,
+        Err(e) => fail(e),
+    }
+}
+
+/// 1 if this thread's isolation is active (activated here, inherited
+/// across fork with ISOL_INHERIT_ACTIVE, or by chisol -a across exec).
+#[no_mangle]
+pub extern "C" fn isol_is_active() -> c_int {
+    isol_task::is_active() as c_int
+}
+
+/// The last break of this thread or process: 1 and `*b` filled, 0 if
+/// none, <0 on error.
+#[no_mangle]
+pub unsafe extern "C" fn isol_last_break(b: *mut isol_break) -> c_int {
+    match isol_task::last_break() {
+        Err(e) => fail(e),
+        Ok(None) => 0,
+        Ok(Some(x)) => {
+            if !b.is_null() {
+                let mut cause = [0 as c_char; 64];
+                for (d, s) in cause.iter_mut().zip(x.cause.bytes().take(63)) {
+                    *d = s as c_char;
+                }
+                *b = isol_break {
+                    tid: x.tid,
+                    cpu: x.cpu,
+                    ts_ns: x.ts_ns,
+                    count: x.count,
+                    signal: x.signal,
+                    cause,
+                };
+            }
+            1
+        }
+    }
+}
+
+/// The last activation report of this thread as JSON (steps, tick,
+/// watcher), copied into `buf`. Returns its length (truncated to len-1).
+#[no_mangle]
+pub unsafe extern "C" fn isol_report_json(buf: *mut c_char, len: size_t) -> c_int {
+    LAST_REPORT.with(|l| {
+        let s = l.borrow();
+        if !buf.is_null() && len > 0 {
+            let n = s.len().min(len - 1);
+            std::ptr::copy_nonoverlapping(s.as_ptr() as *const c_char, buf, n);
+            *buf.add(n) = 0;
+        }
+        s.len() as c_int
+    })
+}
