@@ -139,21 +139,25 @@ impl Service {
         for (id, process) in keys {
             let facts = task_facts(id);
             let reg = self.regs.get(&(id, process)).cloned();
+            // The task's owner (root may register anyone's task); who
+            // registered it only once the task is gone.
+            let registrant = reg.as_ref().map(|g| g.uid);
+            let task_uid = facts.as_ref().map(|f| f.uid).or(registrant).unwrap_or(0);
             // Registered by fork inheritance in the kernel: take the mode of
-            // an inheriting registration of the same user.
-            let task_uid = reg
-                .as_ref()
-                .map(|g| g.uid)
-                .or(facts.as_ref().map(|f| f.uid))
-                .unwrap_or(0);
+            // an inheriting registration by or of the same user.
             let template = reg.clone().or_else(|| {
                 self.regs
                     .values()
-                    .find(|g| g.r.inherit && g.uid == task_uid)
+                    .find(|g| {
+                        g.r.inherit
+                            && (g.uid == task_uid
+                                || task_facts(g.r.id).is_some_and(|f| f.uid == task_uid))
+                    })
                     .cloned()
             });
             let Some(tpl) = template else { continue };
-            if !policy.trusted && uid != 0 && task_uid != uid {
+            // A user sees its own tasks and the registrations it made.
+            if !policy.trusted && uid != 0 && task_uid != uid && registrant != Some(uid) {
                 continue;
             }
             let tgid = facts.as_ref().map(|f| f.tgid).unwrap_or(id);

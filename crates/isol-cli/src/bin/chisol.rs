@@ -234,9 +234,12 @@ fn activate_and_run(a: &Args, cfg: Config, argv: Vec<CString>) -> Result<ExitCod
         );
     }
     // Connect first: the in-process watcher loads BPF, which patches
-    // kernel text (IPIs everywhere) — before anything is isolated.
-    pin(&hk)?;
+    // kernel text (IPIs everywhere) — before anything is isolated. It
+    // watches the CPU its caller runs on (its thread leaves it at once):
+    // connect from `cpu`, then leave it for a housekeeping CPU.
+    pin(&CpuSet::from_iter([cpu]))?;
     let mut watcher = isol_task::watcher::Watcher::connect(true);
+    pin(&hk)?;
     if let (Err(e), true) = (&watcher, cfg.strict.is_some()) {
         bail!("strict mode needs a watcher: {e}");
     }
