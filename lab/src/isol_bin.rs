@@ -42,7 +42,16 @@ fn build(workspace: &Path) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--release", "-p", "isol-cli", "--bin", "isol"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "isol-cli",
+            "--bin",
+            "isol",
+            "--bin",
+            "chisol",
+        ])
         .args(["--target", TARGET])
         .env("CARGO_TARGET_DIR", &target_dir)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
@@ -66,7 +75,55 @@ fn build(workspace: &Path) -> Result<PathBuf> {
     }
     let bin = target_dir.join(TARGET).join("release/isol");
     ensure_static(&bin).context("static build of isol")?;
+    ensure_static(&bin.with_file_name("chisol")).context("static build of chisol")?;
     Ok(bin)
+}
+
+/// The static `chisol` built with `isol` (next to it).
+pub fn static_chisol(workspace: &Path) -> Result<PathBuf> {
+    let isol = static_isol(workspace)?;
+    let c = isol.with_file_name("chisol");
+    ensure_static(&c)
+        .context("chisol next to the static isol (ISOL_LAB_BIN: put chisol beside it)")?;
+    Ok(c)
+}
+
+/// Static libisol.a without the in-process watcher (no libbpf: guest
+/// programs use isold) and its generated isol.h: (library, include dir).
+pub fn static_libisol(workspace: &Path) -> Result<(PathBuf, PathBuf)> {
+    static DONE: Mutex<Option<(PathBuf, PathBuf)>> = Mutex::new(None);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(d) = done.as_ref() {
+        return Ok(d.clone());
+    }
+    let target_dir = workspace.join("target/lab-static");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(&cargo)
+        .current_dir(workspace)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "isol-capi",
+            "--no-default-features",
+        ])
+        .args(["--target", TARGET])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .context("running cargo build -p isol-capi")?;
+    if !out.status.success() {
+        bail!(
+            "static build of libisol failed:\n{}",
+            crate::tail(&String::from_utf8_lossy(&out.stderr), 40)
+        );
+    }
+    let dir = target_dir.join(TARGET).join("release");
+    let r = (dir.join("libisol.a"), dir.join("include"));
+    *done = Some(r.clone());
+    Ok(r)
 }
 
 /// Fail unless `path` is an x86-64 ELF executable without a program

@@ -252,6 +252,10 @@ impl Lab {
                 "/bin/isol".into(),
                 Source::Host(isol_bin::static_isol(&self.workspace)?),
             ));
+            entries.push((
+                "/bin/chisol".into(),
+                Source::Host(isol_bin::static_chisol(&self.workspace)?),
+            ));
         }
         entries.extend(self.files.iter().cloned());
 

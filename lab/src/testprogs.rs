@@ -40,3 +40,38 @@ pub fn testprog(name: &str) -> Result<PathBuf> {
     std::fs::rename(&tmp, &out)?;
     Ok(out)
 }
+
+/// A libisol sample (crates/isol-capi/examples/NAME.c) linked statically
+/// with libisol.a, for the guest.
+pub fn capi_sample(name: &str) -> Result<PathBuf> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("lab crate has no parent")?
+        .to_owned();
+    let src = ws.join(format!("crates/isol-capi/examples/{name}.c"));
+    if !src.exists() {
+        bail!("no sample {}", src.display());
+    }
+    let (lib, include) = crate::isol_bin::static_libisol(&ws)?;
+    let dir = ws.join("target/testprogs");
+    std::fs::create_dir_all(&dir)?;
+    let out = dir.join(format!("capi-{name}"));
+    let tmp = dir.join(format!("capi-{name}.{}", std::process::id()));
+    let st = Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-pthread", "-static", "-I"])
+        .arg(&include)
+        .arg("-o")
+        .arg(&tmp)
+        .arg(&src)
+        .arg(&lib)
+        .args(["-ldl", "-lm", "-lrt"])
+        .status()
+        .context("running cc (apt-get install gcc)")?;
+    if !st.success() {
+        bail!("building {} against libisol.a failed", src.display());
+    }
+    std::fs::rename(&tmp, &out)?;
+    Ok(out)
+}

@@ -39,19 +39,22 @@ static inline double now_s(void)
 /* Common options; returns the index of the first unparsed argument. */
 static inline void sample_setup(const struct sample_opts *o)
 {
+	/* Real-time first, then move: the task never runs on the isolated
+	 * CPU as a fair task, which would start that CPU's fair deadline
+	 * server (its timers fire there for a while after). */
+	if (o->fifo > 0) {
+		struct sched_param p = { .sched_priority = o->fifo };
+		if (sched_setscheduler(0, SCHED_FIFO, &p)) {
+			perror("sched_setscheduler");
+			exit(1);
+		}
+	}
 	if (o->cpu >= 0) {
 		cpu_set_t set;
 		CPU_ZERO(&set);
 		CPU_SET(o->cpu, &set);
 		if (sched_setaffinity(0, sizeof(set), &set)) {
 			perror("sched_setaffinity");
-			exit(1);
-		}
-	}
-	if (o->fifo > 0) {
-		struct sched_param p = { .sched_priority = o->fifo };
-		if (sched_setscheduler(0, SCHED_FIFO, &p)) {
-			perror("sched_setscheduler");
 			exit(1);
 		}
 	}

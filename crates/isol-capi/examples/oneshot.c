@@ -3,6 +3,7 @@
  * isolation patch's task_isol_oneshot.c).
  *
  *   oneshot [-c CPU] [-f PRIO] [-t SECONDS] [-e EVENTS] [-r]
+ *           [-p]   persistent instead, for contrast: re-quiesced per event
  *
  * Events arrive at even intervals (a stand-in for a packet or a message).
  */
@@ -12,14 +13,15 @@
 int main(int argc, char **argv)
 {
 	struct sample_opts o = { .cpu = -1, .seconds = 2 };
-	int events = 4, c;
-	while ((c = getopt(argc, argv, "c:f:t:e:r")) != -1) {
+	int events = 4, persistent = 0, c;
+	while ((c = getopt(argc, argv, "c:f:t:e:rp")) != -1) {
 		switch (c) {
 		case 'c': o.cpu = atoi(optarg); break;
 		case 'f': o.fifo = atoi(optarg); break;
 		case 't': o.seconds = atof(optarg); break;
 		case 'e': events = atoi(optarg); break;
 		case 'r': o.report = 1; break;
+		case 'p': persistent = 1; break;
 		default: return 2;
 		}
 	}
@@ -28,13 +30,12 @@ int main(int argc, char **argv)
 	struct isol_config cfg;
 	isol_config_default(&cfg);
 	cfg.quiesce_mask = ISOL_QUIESCE_VMSTAT | ISOL_QUIESCE_LRU;
-	cfg.oneshot_mask = cfg.quiesce_mask; /* every action: one-shot mode */
+	if (!persistent)
+		cfg.oneshot_mask = cfg.quiesce_mask; /* every action: one-shot mode */
 	if (isol_configure(&cfg))
 		die("isol_configure");
 	if (isol_activate())
 		die("isol_activate");
-	if (o.report)
-		print_report();
 
 	double t0 = now_s(), step = o.seconds / (events + 1);
 	int handled = 0, requiesced = 0;
@@ -49,6 +50,8 @@ int main(int argc, char **argv)
 			handled++;
 		}
 	}
+	if (o.report)
+		print_report();
 	printf("oneshot: events=%d requiesce_actions=%d\n", handled, requiesced);
 	print_breaks("oneshot");
 	if (isol_deactivate())

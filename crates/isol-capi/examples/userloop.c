@@ -5,6 +5,7 @@
  *            [-S]        make a syscall half way (persistent: not a break)
  *            [-s]        strict mode, the task's own syscalls break too;
  *                        the break signal is SIGUSR1, caught and reported
+ *            [-o]        with -s: only the task's own entries break it
  *            [-P]        arm a POSIX CPU-time timer first (keeps the tick)
  *            [-F]        inherit active isolation; fork a child that loops
  */
@@ -39,8 +40,8 @@ static uint64_t spin(double seconds, int syscall_half_way)
 int main(int argc, char **argv)
 {
 	struct sample_opts o = { .cpu = -1, .seconds = 2 };
-	int sys = 0, strict = 0, ptimer = 0, forks = 0, c;
-	while ((c = getopt(argc, argv, "c:f:t:rSsPF")) != -1) {
+	int sys = 0, strict = 0, own = 0, ptimer = 0, forks = 0, c;
+	while ((c = getopt(argc, argv, "c:f:t:rSsoPF")) != -1) {
 		switch (c) {
 		case 'c': o.cpu = atoi(optarg); break;
 		case 'f': o.fifo = atoi(optarg); break;
@@ -48,6 +49,7 @@ int main(int argc, char **argv)
 		case 'r': o.report = 1; break;
 		case 'S': sys = 1; break;
 		case 's': strict = 1; break;
+		case 'o': own = 1; break;
 		case 'P': ptimer = 1; break;
 		case 'F': forks = 1; break;
 		default: return 2;
@@ -56,7 +58,10 @@ int main(int argc, char **argv)
 	sample_setup(&o);
 	if (ptimer) {
 		timer_t t;
-		struct sigevent ev = { .sigev_notify = SIGEV_NONE };
+		/* A signal-notifying timer: SIGEV_NONE ones are never armed,
+		 * so they would not keep the tick. It fires in 1000 s. */
+		struct sigevent ev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2 };
+		signal(SIGUSR2, SIG_IGN);
 		struct itimerspec its = { .it_value = { .tv_sec = 1000 } };
 		if (timer_create(CLOCK_PROCESS_CPUTIME_ID, &ev, &t) || timer_settime(t, 0, &its, NULL)) {
 			perror("timer_create");
@@ -69,6 +74,8 @@ int main(int argc, char **argv)
 	cfg.quiesce_mask = ISOL_QUIESCE_VMSTAT | ISOL_QUIESCE_LRU;
 	if (strict) {
 		cfg.flags |= ISOL_CFG_STRICT | ISOL_CFG_STRICT_SYSCALLS;
+		if (own)
+			cfg.flags |= ISOL_CFG_STRICT_OWN_ONLY;
 		cfg.strict_signal = SIGUSR1;
 		signal(SIGUSR1, on_break);
 	}
@@ -78,8 +85,8 @@ int main(int argc, char **argv)
 		die("isol_configure");
 	if (isol_activate())
 		die("isol_activate");
-	if (o.report)
-		print_report();
+	/* No output until the loop is over: a write to a terminal is work
+	 * for the kernel (tty flush) that can land on this CPU. */
 
 	if (forks) {
 		pid_t child = fork();
@@ -100,6 +107,8 @@ int main(int argc, char **argv)
 
 	uint64_t n = spin(o.seconds, sys);
 	/* Everything below makes syscalls: report after the loop. */
+	if (o.report)
+		print_report();
 	if (got_signal)
 		printf("userloop: strict signal received\n");
 	printf("userloop: iterations=%llu\n", (unsigned long long)n);

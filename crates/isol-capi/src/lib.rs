@@ -28,6 +28,9 @@ pub const ISOL_INHERIT_ACTIVE: u32 = 1 << 1;
 pub const ISOL_CFG_STRICT: u32 = 1 << 0;
 /// In strict mode the task's own syscalls and page faults break too.
 pub const ISOL_CFG_STRICT_SYSCALLS: u32 = 1 << 1;
+/// In strict mode only the task's own syscalls and page faults break it
+/// (with ISOL_CFG_STRICT_SYSCALLS): finds where a hot loop enters the kernel.
+pub const ISOL_CFG_STRICT_OWN_ONLY: u32 = 1 << 4;
 /// Do not mlockall/prefault at activation.
 pub const ISOL_CFG_NO_MLOCK: u32 = 1 << 2;
 /// Accept a CPU the kernel does not isolate (tests on ordinary machines).
@@ -145,6 +148,9 @@ fn to_c(c: &Config) -> isol_config {
         if s.syscalls {
             flags |= ISOL_CFG_STRICT_SYSCALLS;
         }
+        if s.own_only {
+            flags |= ISOL_CFG_STRICT_OWN_ONLY;
+        }
     }
     if !c.lock_memory {
         flags |= ISOL_CFG_NO_MLOCK;
@@ -177,8 +183,11 @@ fn from_c(c: &isol_config) -> Result<Config, isol_task::Error> {
         }
         m => return Err(bad(format!("unknown inherit bits {m:#x}"))),
     };
-    let known =
-        ISOL_CFG_STRICT | ISOL_CFG_STRICT_SYSCALLS | ISOL_CFG_NO_MLOCK | ISOL_CFG_ALLOW_UNISOLATED;
+    let known = ISOL_CFG_STRICT
+        | ISOL_CFG_STRICT_SYSCALLS
+        | ISOL_CFG_STRICT_OWN_ONLY
+        | ISOL_CFG_NO_MLOCK
+        | ISOL_CFG_ALLOW_UNISOLATED;
     if c.flags & !known != 0 {
         return Err(bad(format!("unknown flags {:#x}", c.flags & !known)));
     }
@@ -186,13 +195,14 @@ fn from_c(c: &isol_config) -> Result<Config, isol_task::Error> {
         quiesce,
         oneshot,
         inherit,
-        strict: (c.flags & ISOL_CFG_STRICT != 0).then(|| Strict {
+        strict: (c.flags & ISOL_CFG_STRICT != 0).then_some(Strict {
             signal: if c.strict_signal == 0 {
                 libc::SIGKILL
             } else {
                 c.strict_signal
             },
             syscalls: c.flags & ISOL_CFG_STRICT_SYSCALLS != 0,
+            own_only: c.flags & ISOL_CFG_STRICT_OWN_ONLY != 0,
         }),
         lock_memory: c.flags & ISOL_CFG_NO_MLOCK == 0,
         tick_timeout_ms: if c.tick_timeout_ms == 0 {

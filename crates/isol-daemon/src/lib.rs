@@ -150,6 +150,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             m.update_worst(&recs);
             m.update_drops(cap.drops());
             m.update_breaks(&cap.breaks());
+            m.isolated_tasks.set(cap.registrations().len() as i64);
             recs.clear();
             last_update = Instant::now();
         }

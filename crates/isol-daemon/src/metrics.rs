@@ -52,6 +52,7 @@ pub struct Metrics {
     pub drift_current: Family<DriftKind, Gauge>,
     pub drift_events: Family<DriftKind, Counter>,
     pub watched_cpus: Gauge,
+    pub isolated_tasks: Gauge,
     pub reloads: Counter,
     pub up: Gauge,
     // Delta bookkeeping against the kernel's cumulative numbers.
@@ -76,6 +77,7 @@ impl Metrics {
             drift_current: Family::default(),
             drift_events: Family::default(),
             watched_cpus: Gauge::default(),
+            isolated_tasks: Gauge::default(),
             reloads: Counter::default(),
             up: Gauge::default(),
             last: HashMap::new(),
@@ -124,6 +126,11 @@ impl Metrics {
             "isol_watched_cpus",
             "Number of CPUs watched",
             m.watched_cpus.clone(),
+        );
+        r.register(
+            "isol_isolated_tasks",
+            "Tasks and processes registered through the task isolation API",
+            m.isolated_tasks.clone(),
         );
         r.register(
             "isol_config_reloads",

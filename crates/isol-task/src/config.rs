@@ -102,6 +102,11 @@ pub struct Strict {
     /// The task's own syscalls and page faults break isolation too (the
     /// seeds' strict mode); otherwise only interruptions it did not ask for.
     pub syscalls: bool,
+    /// Only the task's own syscalls and page faults break it, not
+    /// interruptions: a debugging aid that finds where a hot loop enters
+    /// the kernel, whatever else the machine does.
+    #[serde(default)]
+    pub own_only: bool,
 }
 
 impl Default for Strict {
@@ -109,6 +114,7 @@ impl Default for Strict {
         Strict {
             signal: libc::SIGKILL,
             syscalls: false,
+            own_only: false,
         }
     }
 }
@@ -175,6 +181,11 @@ pub const ENV_ACTIVE: &str = "ISOL_TASK_ACTIVE";
 
 impl Config {
     pub fn validate(&self) -> Result<()> {
+        if self.strict.is_some_and(|s| s.own_only && !s.syscalls) {
+            return Err(Error::Config(
+                "strict mode for the task's own entries only needs syscalls to count".into(),
+            ));
+        }
         if !self.quiesce.contains(self.oneshot) {
             return Err(Error::Config(
                 "the one-shot mask must be a subset of the quiesce mask".into(),
@@ -238,11 +249,22 @@ mod tests {
         let c = Config {
             strict: Some(Strict {
                 signal: 0,
-                syscalls: false,
+                ..Default::default()
             }),
             ..Default::default()
         };
         assert!(c.validate().is_err());
+        let c = Config {
+            strict: Some(Strict {
+                own_only: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(
+            c.validate().is_err(),
+            "own_only without syscalls breaks on nothing"
+        );
         let c = Config {
             quiesce: Quiesce::VMSTAT,
             oneshot: Quiesce::VMSTAT,

@@ -105,6 +105,8 @@ pub struct ActivationReport {
     /// Who counts breaks (and signals, in strict mode), or why nobody does.
     pub watcher: String,
     pub registered: bool,
+    /// How long activation took, in ms (the tick wait included).
+    pub took_ms: u64,
 }
 
 #[derive(Default)]
@@ -212,7 +214,12 @@ fn call(req: &Request) -> Result<Response> {
 
 fn classes(cfg: &Config) -> Vec<String> {
     use isol_capture_names::*;
-    let mut v: Vec<String> = ASYNC.iter().map(|s| s.to_string()).collect();
+    let own_only = cfg.strict.is_some_and(|s| s.own_only);
+    let mut v: Vec<String> = if own_only {
+        vec![]
+    } else {
+        ASYNC.iter().map(|s| s.to_string()).collect()
+    };
     if cfg.strict.is_some_and(|s| s.syscalls) {
         v.extend(SYNC.iter().map(|s| s.to_string()));
     }
@@ -259,6 +266,7 @@ pub fn activate() -> Result<ActivationReport> {
 /// mode counting syscalls, arming makes the thread's next syscall a break,
 /// so whatever the caller does with the report (allocate, copy) happens first.
 pub fn activate_then(keep: impl FnOnce(&ActivationReport)) -> Result<ActivationReport> {
+    let t0 = std::time::Instant::now();
     let cfg = configuration()?.ok_or(Error::NotConfigured)?;
     ensure_atfork();
     let tid = gettid();
@@ -348,6 +356,7 @@ pub fn activate_then(keep: impl FnOnce(&ActivationReport)) -> Result<ActivationR
         tick,
         watcher: watcher_name,
         registered,
+        took_ms: t0.elapsed().as_millis() as u64,
     };
     keep(&report);
     if registered && reg.pending {

@@ -264,7 +264,7 @@ pub fn parse_cpu_timers(text: &str) -> Vec<String> {
             let name = match clock {
                 2 => Some("CLOCK_PROCESS_CPUTIME_ID".to_string()),
                 3 => Some("CLOCK_THREAD_CPUTIME_ID".to_string()),
-                c if c < 0 => Some(format!("CPU clock {c} (clock_getcpuclockid)")),
+                c if c < 0 => Some(cpu_clock_name(c)),
                 _ => None,
             };
             if let Some(n) = name {
@@ -273,6 +273,24 @@ pub fn parse_cpu_timers(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The kernel's encoding of CPU-time clocks (include/linux/posix-timers.h):
+/// ~pid << 3 | per-thread bit 2 | 0 prof, 1 virt, 2 sched. The timers file
+/// shows CLOCK_PROCESS_CPUTIME_ID as -6 (pid 0 = the caller, process, sched).
+fn cpu_clock_name(c: i64) -> String {
+    let pid = !(c >> 3);
+    let thread = c & 4 != 0;
+    let kind = ["ITIMER_PROF-like", "ITIMER_VIRTUAL-like", "sched"][(c & 3).min(2) as usize];
+    match (pid, thread, c & 3) {
+        (0, false, 2) => "CLOCK_PROCESS_CPUTIME_ID".into(),
+        (0, true, 2) => "CLOCK_THREAD_CPUTIME_ID".into(),
+        _ => format!(
+            "the {} CPU clock of {} {pid} ({kind})",
+            if thread { "thread" } else { "process" },
+            if thread { "thread" } else { "process" }
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ fn config_from(a: &Args) -> Result<Config> {
             .then(|| {
                 signal_number(&a.signal).map(|signal| Strict {
                     signal,
-                    syscalls: false,
+                    ..Default::default()
                 })
             })
             .transpose()?,

@@ -1,0 +1,51 @@
+# The task isolation API on nohz_full CPU 1 (see lab/tests/task.rs): the
+# seed's three samples, linked statically with libisol, activate through
+# isold; persistent, strict and one-shot behaviour, inheritance across
+# fork, the tick-dependency report, and chisol on an unmodified program.
+ifconfig lo 127.0.0.1 up
+# A tuned box: the audit's runtime fixes (IRQs, workqueues, THP, ...).
+isol apply --cpus 1 >/tmp/apply.out 2>&1 || { cat /tmp/apply.out; fail "isol apply"; }
+mkdir -p /etc/isol
+printf 'cpus = "1"\n' >/etc/isol/isold.toml
+isol serve >/tmp/isold.log 2>&1 &
+D=$!
+i=0
+until [ -S /run/isol/isold.sock ]; do
+	i=$((i + 1))
+	[ $i -lt 1200 ] || { cat /tmp/isold.log; fail "isold did not come up"; }
+	sleep 0.1
+done
+# SCHED_FIFO (-f): on 6.12 a SCHED_OTHER task on a nohz_full CPU gets a
+# 1 Hz reschedule IPI from the fair deadline server.
+
+# Persistent: a syscall 6 s into a 12 s loop; isold's view at 7 s (the
+# emulated guest takes seconds to start isol: leave room).
+userloop -c 1 -f 10 -t 12 -S -r >/tmp/persistent.out 2>&1 &
+P=$!
+sleep 7
+section persistent_status isol status --json
+wait $P
+section persistent cat /tmp/persistent.out
+# Strict, the task's own entries only, so that whatever else interrupts
+# the CPU cannot come first: the syscall half way is the break.
+section strict userloop -c 1 -f 10 -t 1 -s -o -S
+section computation computation -c 1 -f 10 -n 200000 -r
+section oneshot oneshot -c 1 -f 10 -t 2 -e 3
+section persistent_events oneshot -c 1 -f 10 -t 2 -e 3 -p
+userloop -c 1 -f 10 -t 10 -F >/tmp/fork.out 2>&1 &
+F=$!
+i=0
+until grep -q "child: pid=" /tmp/fork.out; do
+	i=$((i + 1))
+	[ $i -lt 300 ] || { cat /tmp/fork.out; fail "userloop -F did not fork"; }
+	sleep 0.1
+done
+section forkstatus isol status --json
+wait $F
+section fork cat /tmp/fork.out
+section ptimer userloop -c 1 -f 10 -t 1 -P -r
+# An unmodified program: busybox's shell counting, no libisol.
+section chisol chisol --json -a -q vmstat_sync --cpu 1 -- sh -c 'i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; echo counted $i'
+kill $D
+wait $D
+echo "isold_status=$?"

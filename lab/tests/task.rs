@@ -1,0 +1,139 @@
+//! The task isolation API on the Debian 6.12 cloud kernel with CPU 1
+//! nohz_full (scenario lab/scenarios/task.sh): the seed's samples, ported
+//! to libisol and linked statically, run isolated through isold.
+
+use isol_lab::{testprogs::capi_sample, Lab};
+use serde_json::Value;
+
+fn field<'a>(text: &'a str, line_prefix: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .unwrap_or_else(|| panic!("no line {line_prefix:?} in:\n{text}"))
+}
+
+fn report(text: &str) -> Value {
+    let l = field(text, "report: ");
+    serde_json::from_str(&l["report: ".len()..]).unwrap()
+}
+
+#[test]
+fn samples_strict_oneshot_fork_and_tick_dependency_on_nohz_full() {
+    let out = Lab::new()
+        .unwrap()
+        .quiet_cpu1()
+        .timeout(std::time::Duration::from_secs(300))
+        .file(capi_sample("userloop").unwrap(), "/bin/userloop")
+        .file(capi_sample("computation").unwrap(), "/bin/computation")
+        .file(capi_sample("oneshot").unwrap(), "/bin/oneshot")
+        .run_scenario("task")
+        .unwrap();
+    eprintln!("{}\n{}", out.summary(), out.stdout);
+    out.ensure_success().unwrap();
+
+    // Persistent: activated on the isolated CPU with the tick stopped.
+    let p = out.section("persistent").unwrap().text;
+    let r = report(&p);
+    assert_eq!(r["cpu"], 1, "{p}");
+    assert_eq!(r["kernel_isolated"], true, "{p}");
+    assert_eq!(r["mode"], "persistent", "{p}");
+    assert_eq!(r["registered"], true, "{p}");
+    assert_eq!(r["tick"]["stopped"], true, "tick did not stop: {p}");
+    assert!(p.contains("userloop: breaks="), "{p}");
+    // After its own syscall it is still isolated, and the syscall is no
+    // break (whatever else interrupted the CPU is counted, by cause).
+    let st = out.json_section("persistent_status").unwrap();
+    let tid = r["tid"].as_u64().unwrap();
+    let me = st["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == tid)
+        .unwrap_or_else(|| panic!("task {tid} not registered: {st}"));
+    assert_eq!(me["active"], true, "{st}");
+    assert_eq!(me["mode"], "persistent", "{st}");
+    if let Some(c) = me["last_break"]["cause"].as_str() {
+        assert!(!c.starts_with("syscall"), "{st}");
+    }
+    assert!(!p.contains("last=\"syscall"), "{p}");
+
+    // Strict, syscalls counting: its syscall is the break, and the signal
+    // arrives (SIGUSR1, caught).
+    let s = out.section("strict").unwrap().text;
+    assert!(s.contains("userloop: strict signal received"), "{s}");
+    let b = field(&s, "userloop: breaks=");
+    assert!(
+        b.contains("breaks=1 ") && b.contains("last=\"syscall"),
+        "{s}"
+    );
+
+    // The computation ran isolated, then wrote its result.
+    let c = out.section("computation").unwrap().text;
+    assert_eq!(report(&c)["tick"]["stopped"], true, "{c}");
+    assert_eq!(report(&c)["registered"], true, "{c}");
+    assert!(c.contains("primes below 200000: 17984"), "{c}");
+
+    // One-shot: every event handled with syscalls, never re-quiesced; the
+    // same program persistent is re-quiesced per event (2 actions each).
+    let o = out.section("oneshot").unwrap().text;
+    assert!(o.contains("oneshot: events=3 requiesce_actions=0"), "{o}");
+    assert!(!o.contains("last=\"syscall"), "{o}");
+    let pe = out.section("persistent_events").unwrap().text;
+    assert!(pe.contains("oneshot: events=3 requiesce_actions=6"), "{pe}");
+
+    // Inheritance across fork: the child is active and registered.
+    let f = out.section("fork").unwrap().text;
+    let pid: u64 = field(&f, "child: pid=")["child: pid=".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(f.contains(&format!("child: pid={pid} active=1")), "{f}");
+    assert!(f.contains("userloop: child exited 0"), "{f}");
+    let st = out.json_section("forkstatus").unwrap();
+    let child = st["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == pid)
+        .unwrap_or_else(|| panic!("child {pid} not registered: {st}"));
+    assert_eq!(child["active"], true, "{st}");
+    assert_eq!(child["cpu"], 1, "{st}");
+
+    // A POSIX CPU-time timer keeps the tick: the report names it.
+    let t = out.section("ptimer").unwrap().text;
+    let r = report(&t);
+    assert_eq!(r["tick"]["stopped"], false, "{t}");
+    let deps = r["tick"]["dependencies"].as_array().unwrap();
+    let posix = deps
+        .iter()
+        .find(|d| d["kind"] == "posix_timer")
+        .unwrap_or_else(|| panic!("no posix_timer dependency: {t}"));
+    assert!(
+        posix["detail"]
+            .as_str()
+            .unwrap()
+            .contains("CLOCK_PROCESS_CPUTIME_ID"),
+        "{t}"
+    );
+
+    // chisol -a -q vmstat_sync on an unmodified program: registered,
+    // tick stopped while it ran, exit status passed through.
+    let ch = out.section("chisol").unwrap();
+    assert!(ch.text.contains("counted 3000"), "{}", ch.text);
+    // chisol reports on stderr, which the lab prints after the section.
+    let line = out
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("[stderr] ")
+                .filter(|l| l.contains("\"exit\""))
+        })
+        .unwrap_or_else(|| panic!("no chisol JSON report:\n{}", out.stdout));
+    let j: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(j["exit"], "exited 0", "{j}");
+    assert_eq!(j["cpu"], 1, "{j}");
+    assert!(j["watcher"].as_str().unwrap().starts_with("isold"), "{j}");
+    assert_eq!(j["tick"]["stopped"], true, "{j}");
+    assert!(out.stdout.contains("isold_status=0"), "{}", out.stdout);
+}
