@@ -8,6 +8,8 @@
 //! buffer_kb = 8192          # ring buffer size
 //! socket = "/run/isol/isold.sock" # the task isolation API's requests
 //! strict_syscalls = false   # see Config::strict_syscalls
+//! threshold_us = 10         # also count interruptions at least this long
+//! retention_s = 0           # drop cause series quiet this long (0: keep)
 //!
 //! [users]                   # who may isolate tasks on which CPUs (root: all)
 //! alice = "2-3"
@@ -41,6 +43,12 @@ pub struct Config {
     /// syscalls are caught on CPUs without context tracking (costs every
     /// syscall on every CPU ~80 ns; nohz_full CPUs do not need it).
     pub strict_syscalls: bool,
+    /// Interruptions at least this long are counted apart
+    /// (isol_interruptions_over_threshold_total).
+    pub threshold_us: u64,
+    /// Cause series that have not moved for this long leave the
+    /// exposition (their detail slot is freed); 0 keeps them.
+    pub retention_s: u64,
     /// User name or uid -> CPUs that user may isolate tasks on.
     pub users: BTreeMap<String, CpuSet>,
 }
@@ -55,6 +63,8 @@ impl Default for Config {
             buffer_kb: 8192,
             socket: isol_task::protocol::DEFAULT_SOCKET.into(),
             strict_syscalls: false,
+            threshold_us: 10,
+            retention_s: 0,
             users: BTreeMap::new(),
         }
     }

@@ -76,7 +76,11 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         cfg.listen = l;
     }
     let mut cpus = watched(&cfg)?;
-    let (mut m, registry) = metrics::Metrics::new(cfg.max_details);
+    let (mut m, registry) = metrics::Metrics::new(
+        cfg.max_details,
+        cfg.threshold_us.saturating_mul(1000),
+        (cfg.retention_s > 0).then(|| Duration::from_secs(cfg.retention_s)),
+    );
     let registry = Arc::new(registry);
     let server = tiny_http::Server::http(cfg.listen)
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", cfg.listen))?;
@@ -197,6 +201,10 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
                         Ok(p) => *pol.write().unwrap() = p,
                         Err(e) => eprintln!("isold: keeping the old [users]: {e:#}"),
                     }
+                    m.set_limits(
+                        new.threshold_us.saturating_mul(1000),
+                        (new.retention_s > 0).then(|| Duration::from_secs(new.retention_s)),
+                    );
                     cfg = new;
                     m.reloads.inc();
                     eprintln!("isold: configuration reloaded; watching CPUs {cpus}");

@@ -10,6 +10,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+/// (cpu, class, kind, detail) as the kernel aggregates them.
+type RawKey = (u32, &'static str, &'static str, String);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CauseLabels {
@@ -55,8 +59,16 @@ pub struct Metrics {
     pub isolated_tasks: Gauge,
     pub reloads: Counter,
     pub up: Gauge,
-    // Delta bookkeeping against the kernel's cumulative numbers.
-    last: HashMap<CauseLabels, (u64, u64)>,
+    pub over_threshold: Family<CpuClass, Counter>,
+    pub threshold: FGauge,
+    // Delta bookkeeping against the kernel's cumulative numbers, per raw
+    // cause (a detail may be exported under its own label or "other").
+    last: HashMap<RawKey, (u64, u64, u64)>,
+    /// When each exported cause series last moved (for `retention`).
+    touched: HashMap<CauseLabels, Instant>,
+    /// Log2 bucket from which an interruption counts as over the threshold.
+    threshold_bucket: usize,
+    retention: Option<Duration>,
     details: HashMap<u32, HashSet<String>>,
     last_drops: Drops,
     /// Per task: the kernel's break count and first break seen, for deltas.
@@ -66,7 +78,16 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(max_details: usize) -> (Metrics, Registry) {
+    /// `threshold_ns`: interruptions at least this long are also counted in
+    /// `isol_interruptions_over_threshold_total` (rounded up to the kernel
+    /// histogram's power-of-two bucket; the effective value is exported).
+    /// `retention`: cause series that have not moved for this long are
+    /// dropped from the exposition, freeing their `detail` slot.
+    pub fn new(
+        max_details: usize,
+        threshold_ns: u64,
+        retention: Option<Duration>,
+    ) -> (Metrics, Registry) {
         let mut r = Registry::default();
         let m = Metrics {
             interruptions: Family::default(),
@@ -80,7 +101,12 @@ impl Metrics {
             isolated_tasks: Gauge::default(),
             reloads: Counter::default(),
             up: Gauge::default(),
+            over_threshold: Family::default(),
+            threshold: FGauge::default(),
             last: HashMap::new(),
+            touched: HashMap::new(),
+            threshold_bucket: threshold_bucket(threshold_ns),
+            retention,
             details: HashMap::new(),
             last_drops: Drops::default(),
             seen_breaks: HashMap::new(),
@@ -128,6 +154,16 @@ impl Metrics {
             m.watched_cpus.clone(),
         );
         r.register(
+            "isol_interruptions_over_threshold",
+            "Interruptions at least isol_threshold_seconds long",
+            m.over_threshold.clone(),
+        );
+        r.register(
+            "isol_threshold_seconds",
+            "Effective threshold of isol_interruptions_over_threshold (a power of two in ns)",
+            m.threshold.clone(),
+        );
+        r.register(
             "isol_isolated_tasks",
             "Tasks and processes registered through the task isolation API",
             m.isolated_tasks.clone(),
@@ -155,6 +191,12 @@ impl Metrics {
     }
 
     /// The capture restarted: its cumulative numbers start from zero.
+    /// New threshold and retention (config reload).
+    pub fn set_limits(&mut self, threshold_ns: u64, retention: Option<Duration>) {
+        self.threshold_bucket = threshold_bucket(threshold_ns);
+        self.retention = retention;
+    }
+
     pub fn reset_baseline(&mut self) {
         self.last.clear();
         self.last_drops = Drops::default();
@@ -177,22 +219,55 @@ impl Metrics {
     }
 
     pub fn update_aggregates(&mut self, aggs: &[Aggregate]) {
-        let mut now: HashMap<CauseLabels, (u64, u64)> = HashMap::new();
+        self.threshold
+            .set((1u64 << self.threshold_bucket) as f64 / 1e9);
+        let now = Instant::now();
         for a in aggs {
+            let key: RawKey = (
+                a.cpu,
+                a.cause.class.name(),
+                a.cause.kind.name(),
+                a.cause.detail.clone(),
+            );
+            let over: u64 = a.hist.iter().skip(self.threshold_bucket).sum();
+            let (c0, n0, o0) = self.last.get(&key).copied().unwrap_or((0, 0, 0));
+            let (dc, dn, dover) = (
+                a.count.saturating_sub(c0),
+                a.total_ns.saturating_sub(n0),
+                over.saturating_sub(o0),
+            );
+            self.last.insert(key, (a.count, a.total_ns, over));
+            if dc == 0 && dn == 0 {
+                continue;
+            }
             let l = self.label(a);
-            let e = now.entry(l).or_default();
-            e.0 += a.count;
-            e.1 += a.total_ns;
+            self.interruptions.get_or_create(&l).inc_by(dc);
+            self.seconds.get_or_create(&l).inc_by(dn as f64 / 1e9);
+            self.over_threshold
+                .get_or_create(&CpuClass {
+                    cpu: l.cpu.clone(),
+                    class: l.class.clone(),
+                })
+                .inc_by(dover);
+            self.touched.insert(l, now);
         }
-        for (l, (count, ns)) in now {
-            let (c0, n0) = self.last.get(&l).copied().unwrap_or((0, 0));
-            self.interruptions
-                .get_or_create(&l)
-                .inc_by(count.saturating_sub(c0));
-            self.seconds
-                .get_or_create(&l)
-                .inc_by(ns.saturating_sub(n0) as f64 / 1e9);
-            self.last.insert(l, (count, ns));
+        if let Some(keep) = self.retention {
+            let stale: Vec<CauseLabels> = self
+                .touched
+                .iter()
+                .filter(|(_, t)| now.duration_since(**t) > keep)
+                .map(|(l, _)| l.clone())
+                .collect();
+            for l in stale {
+                self.interruptions.remove(&l);
+                self.seconds.remove(&l);
+                self.touched.remove(&l);
+                if let Ok(cpu) = l.cpu.parse::<u32>() {
+                    if let Some(set) = self.details.get_mut(&cpu) {
+                        set.remove(&l.detail);
+                    }
+                }
+            }
         }
     }
 
@@ -253,5 +328,80 @@ impl Metrics {
                     .inc_by(delta as u64);
             }
         }
+    }
+}
+
+/// First log2(ns) bucket whose lower bound is at least `ns`.
+fn threshold_bucket(ns: u64) -> usize {
+    let mut b = 0;
+    while b < 63 && (1u64 << b) < ns {
+        b += 1;
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use isol_capture::{Cause, Class, Kind};
+
+    fn agg(detail: &str, count: u64, hist_at: usize) -> Aggregate {
+        let mut hist = vec![0; 32];
+        hist[hist_at] = count;
+        Aggregate {
+            cpu: 1,
+            cause: Cause {
+                class: Class::Ipi,
+                kind: Kind::CsdFunction,
+                detail: detail.into(),
+                irq: None,
+                vector: None,
+                address: None,
+                pid: None,
+                nr: None,
+            },
+            count,
+            total_ns: count * 1000,
+            max_ns: 1000,
+            hist,
+        }
+    }
+
+    fn text(r: &Registry) -> String {
+        let mut s = String::new();
+        prometheus_client::encoding::text::encode(&mut s, r).unwrap();
+        s
+    }
+
+    #[test]
+    fn threshold_counts_long_ones_and_retention_drops_quiet_series() {
+        assert_eq!(threshold_bucket(10_000), 14); // 16384 ns
+        let (mut m, r) = Metrics::new(32, 10_000, Some(Duration::from_millis(50)));
+        // 3 short (bucket 10, ~1 us) and 2 long (bucket 15, ~32 us).
+        m.update_aggregates(&[agg("short_fn", 3, 10), agg("long_fn", 2, 15)]);
+        let t = text(&r);
+        assert!(
+            t.contains("isol_interruptions_over_threshold_total{cpu=\"1\",class=\"ipi\"} 2"),
+            "{t}"
+        );
+        assert!(t.contains("isol_threshold_seconds 0.000016384"), "{t}");
+        assert!(t.contains("detail=\"short_fn\""), "{t}");
+        std::thread::sleep(Duration::from_millis(80));
+        // long_fn moves again, short_fn does not: short_fn's series goes.
+        m.update_aggregates(&[agg("short_fn", 3, 10), agg("long_fn", 4, 15)]);
+        let t = text(&r);
+        assert!(!t.contains("detail=\"short_fn\""), "{t}");
+        assert!(
+            t.contains("isol_interruptions_over_threshold_total{cpu=\"1\",class=\"ipi\"} 4"),
+            "{t}"
+        );
+        // It comes back counting from where the kernel is, not from zero.
+        m.update_aggregates(&[agg("short_fn", 5, 10), agg("long_fn", 4, 15)]);
+        let t = text(&r);
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("isol_interruptions_total") && l.contains("short_fn"))
+            .unwrap();
+        assert!(line.ends_with(" 2"), "{line}");
     }
 }
