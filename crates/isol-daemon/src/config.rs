@@ -143,4 +143,14 @@ mod tests {
         std::fs::write(&p, "[users]\nno-such-user-here = \"1\"\n").unwrap();
         assert!(format!("{:#}", Config::load(&p).unwrap_err()).contains("no-such-user-here"));
     }
+
+    #[test]
+    fn the_shipped_config_parses_with_the_defaults() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/isold.toml");
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.listen, Config::default().listen);
+        assert_eq!(c.socket, Config::default().socket);
+        assert_eq!(c.threshold_us, 10);
+        assert!(c.users.is_empty());
+    }
 }
