@@ -17,7 +17,8 @@ section idle isol watch --cpus 1 -D 3 --events
 
 # 2. A victim on CPU 1 with TLB-flush IPIs from its sibling thread on CPU 0:
 #    exact durations from context tracking.
-noisegen --cpu 1 --hk 0 --tlb --duration 600 >/tmp/ng1.out &
+# A modest rate: every record crosses the emulated serial console.
+noisegen --cpu 1 --hk 0 --tlb --period-us 20000 --duration 600 >/tmp/ng1.out &
 NG=$!
 wait_for /tmp/ng1.out tid=
 section tlb isol watch --cpus 1 -D 3 --events

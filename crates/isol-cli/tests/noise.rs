@@ -13,19 +13,8 @@ use serde_json::Value;
 use std::process::{Command, Stdio};
 
 fn noise_json(args: &[&str]) -> Value {
-    stay_on_housekeeping();
-    let out = Command::new(ISOL)
-        .arg("noise")
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "isol noise failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = [args, &["--json"]].concat();
+    let v: Value = serde_json::from_str(&isol_ok("noise", &args)).unwrap();
     assert_eq!(v["schema"], "isol.noise/1");
     v
 }

@@ -2,7 +2,9 @@
 //! and which of them are new since the previous check.
 
 use isol_cpulist::CpuSet;
-use isol_system::{Root, SystemModel};
+use isol_system::irq::Irqs;
+use isol_system::topology::Topology;
+use isol_system::Root;
 use std::collections::HashSet;
 
 #[derive(Default)]
@@ -31,12 +33,22 @@ impl Drift {
     /// Read the machine and compare with the previous check. The first
     /// check only sets the baseline.
     pub fn check(&mut self, root: &Root, cpus: &CpuSet) -> DriftReport {
-        let m = SystemModel::probe(root);
+        // Only IRQs and tasks: a full SystemModel would also probe kernel
+        // features (creating a BPF map, whose freeing is work queued on some
+        // CPU) and decompress the kernel config, every check.
+        let online = Topology::probe(root).online;
+        let all_irqs = Irqs::probe(root);
+        let all_tasks = isol_system::tasks::probe(root);
         let mut irqs = HashSet::new();
         let mut tasks = HashSet::new();
-        for c in m.per_cpu.iter().filter(|c| cpus.contains(c.cpu)) {
-            irqs.extend(c.irqs.iter().map(|i| i.irq));
-            tasks.extend(c.user_pinned.iter().map(|t| t.tid));
+        for c in cpus.iter() {
+            irqs.extend(all_irqs.landing_on(c).map(|i| i.irq));
+            tasks.extend(
+                all_tasks
+                    .iter()
+                    .filter(|t| !t.kthread && t.pinned_to(c, &online))
+                    .map(|t| t.tid),
+            );
         }
         let r = DriftReport {
             irqs: irqs.len(),

@@ -2,7 +2,7 @@
 //! journaling each original value first; print the boot parameters still
 //! needed. Exit 0 if every change was made, 1 if the kernel refused some.
 
-use super::audit::{parse_cpus, print_boot, RootArg};
+use super::audit::{print_boot, RootArg};
 use crate::output::json;
 use isol_cpulist::CpuSet;
 use isol_tune::apply::{ApplyOptions, Outcome};
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// CPUs to make quiet.
-    #[arg(long, value_parser = parse_cpus)]
+    #[arg(long)]
     cpus: CpuSet,
     /// Show what would change; change nothing.
     #[arg(long)]

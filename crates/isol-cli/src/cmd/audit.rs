@@ -13,7 +13,7 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// CPUs to check (default: the isolated ones).
-    #[arg(long, value_parser = parse_cpus)]
+    #[arg(long)]
     cpus: Option<CpuSet>,
     #[arg(long)]
     json: bool,
@@ -40,10 +40,6 @@ impl RootArg {
             .map(Root::at)
             .unwrap_or_default()
     }
-}
-
-pub fn parse_cpus(s: &str) -> Result<CpuSet, String> {
-    CpuSet::parse(s).map_err(|e| e.to_string())
 }
 
 pub fn tag(s: Status) -> &'static str {

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 #[derive(clap::Args)]
 pub struct Args {
     /// Isolated CPUs to count (default: the machine's isolated CPUs).
-    #[arg(short, long, value_parser = parse_cpus)]
+    #[arg(short, long)]
     cpus: Option<CpuSet>,
     /// How long the load runs: 90, 90s, 20m, 1h (default 60s; with a
     /// command: until it exits).
-    #[arg(short = 'D', long, value_parser = parse_duration)]
+    #[arg(short = 'D', long, value_parser = super::args::parse_duration)]
     duration: Option<f64>,
     /// Housekeeping load: `builtin` or `none` (a command after `--` is
     /// the load instead).
@@ -67,28 +67,6 @@ pub struct Args {
     /// The housekeeping load: a command run on the housekeeping CPUs.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
-}
-
-fn parse_cpus(s: &str) -> Result<CpuSet, String> {
-    CpuSet::parse(s).map_err(|e| e.to_string())
-}
-
-/// Seconds from `90`, `90s`, `20m`, `1h`, `1.5m`.
-pub fn parse_duration(s: &str) -> Result<f64, String> {
-    let (num, mult) = match s.chars().last() {
-        Some('s') => (&s[..s.len() - 1], 1.0),
-        Some('m') => (&s[..s.len() - 1], 60.0),
-        Some('h') => (&s[..s.len() - 1], 3600.0),
-        _ => (s, 1.0),
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?}: not a duration (90, 90s, 20m, 1h)"))?;
-    if !(v > 0.0 && v.is_finite()) {
-        return Err(format!("{s:?}: the duration must be positive"));
-    }
-    Ok(v * mult)
 }
 
 fn monotonic_ns() -> u64 {

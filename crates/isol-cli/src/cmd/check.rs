@@ -19,7 +19,7 @@ use std::time::Duration;
 #[derive(clap::Args)]
 pub struct Args {
     /// CPUs to check (default: the isolated CPUs, else one CPU chosen).
-    #[arg(short, long, value_parser = parse_cpus)]
+    #[arg(short, long)]
     cpus: Option<CpuSet>,
     /// Seconds to measure.
     #[arg(short = 'D', long, default_value_t = 5.0)]
@@ -36,10 +36,6 @@ pub struct Args {
     /// Test hook, as in `isol noise`.
     #[arg(long, hide = true)]
     inject_stall: Option<String>,
-}
-
-fn parse_cpus(s: &str) -> Result<CpuSet, String> {
-    CpuSet::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(Serialize)]

@@ -1,6 +1,7 @@
 //! One module per subcommand, as rtla has one file per tool mode.
 
 pub mod apply;
+pub mod args;
 pub mod audit;
 pub mod census;
 pub mod check;

@@ -20,14 +20,14 @@ use std::time::Duration;
 #[derive(clap::Args)]
 pub struct Args {
     /// CPUs to measure (default: the isolated CPUs).
-    #[arg(short, long, value_parser = parse_cpus, conflicts_with = "pid")]
+    #[arg(short, long, conflicts_with = "pid")]
     cpus: Option<CpuSet>,
     /// Measure the interruptions of this running process instead (no
     /// synthetic loop; from the capture engine alone).
     #[arg(short, long)]
     pid: Option<u32>,
     /// Seconds to run (default: until Ctrl-C, which prints the report).
-    #[arg(short = 'D', long)]
+    #[arg(short = 'D', long, value_parser = super::args::parse_duration)]
     duration: Option<f64>,
     /// A loop delta above this many microseconds is a gap.
     #[arg(short = 'T', long, default_value_t = 5.0)]
@@ -70,10 +70,6 @@ pub struct Args {
     /// into the run without entering the kernel.
     #[arg(long, hide = true, value_parser = parse_stall)]
     inject_stall: Option<(u64, u64)>,
-}
-
-fn parse_cpus(s: &str) -> Result<CpuSet, String> {
-    CpuSet::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_stall(s: &str) -> Result<(u64, u64), String> {

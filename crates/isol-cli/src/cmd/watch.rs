@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 #[derive(clap::Args)]
 pub struct Args {
     /// CPUs to watch (default: the isolated CPUs).
-    #[arg(short, long, value_parser = parse_cpus, conflicts_with = "pid")]
+    #[arg(short, long, conflicts_with = "pid")]
     cpus: Option<CpuSet>,
     /// Watch one process wherever it runs instead of CPUs.
     #[arg(short, long)]
     pid: Option<u32>,
     /// Stop after this many seconds (default: until Ctrl-C).
-    #[arg(short = 'D', long)]
+    #[arg(short = 'D', long, value_parser = super::args::parse_duration)]
     duration: Option<f64>,
     /// Refresh period of the table and of reading records, in ms.
     #[arg(long, default_value_t = 1000)]
@@ -63,10 +63,6 @@ pub struct Args {
     /// counter, to prove how far the task got).
     #[arg(long, value_parser = parse_addr, hide = true)]
     progress_addr: Option<u64>,
-}
-
-fn parse_cpus(s: &str) -> Result<CpuSet, String> {
-    CpuSet::parse(s).map_err(|e| e.to_string())
 }
 
 /// The classes that break strict isolation (one clap value).

@@ -74,22 +74,28 @@ pub fn stay_on_housekeeping() {
 }
 
 /// `isol watch ... --events`: the interruption records and the summary.
-pub fn watch_events(args: &[&str]) -> (Vec<Value>, Value) {
+/// Run `isol SUBCOMMAND ARGS...` from a housekeeping CPU; it must succeed.
+/// Returns its stdout.
+pub fn isol_ok(subcommand: &str, args: &[&str]) -> String {
     stay_on_housekeeping();
     let out = Command::new(ISOL)
-        .arg("watch")
+        .arg(subcommand)
         .args(args)
-        .arg("--events")
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "isol watch failed: {}",
+        "isol {subcommand} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn watch_events(args: &[&str]) -> (Vec<Value>, Value) {
+    let args = [args, &["--events"]].concat();
     let mut recs = Vec::new();
     let mut summary = Value::Null;
-    for l in String::from_utf8_lossy(&out.stdout).lines() {
+    for l in isol_ok("watch", &args).lines() {
         let v: Value = serde_json::from_str(l).unwrap();
         match v["type"].as_str() {
             Some("interruption") => recs.push(v),
