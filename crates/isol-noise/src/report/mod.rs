@@ -233,24 +233,33 @@ fn percentiles(h: &Histogram) -> Percentiles {
     }
 }
 
-/// Whether the loop's run-queue wait in the sampling interval holding
-/// [start, end) accounts for `hw_ns` of uncovered gap time (80%); the
-/// wait is handed out once.
+/// Whether the loop's run-queue wait in the sampling intervals that
+/// [start, end) overlaps accounts for `hw_ns` of uncovered gap time (80%);
+/// the wait is handed out once. A long gap (another task holding the CPU
+/// for 50 ms, say) spans several sampling intervals: their waits add up.
 fn runq_covers(runq: &[(u64, u64)], budget: &mut [u64], start: u64, end: u64, hw_ns: u64) -> bool {
     if hw_ns == 0 || runq.len() < 2 {
         return false;
     }
-    // Interval i is [runq[i].0, runq[i+1].0).
-    let i = runq.partition_point(|s| s.0 <= start);
-    if i == 0 || i >= runq.len() || runq[i].0 < end {
+    // Interval k is [runq[k].0, runq[k+1].0).
+    let first = runq.partition_point(|s| s.0 <= start);
+    let after = runq.partition_point(|s| s.0 < end);
+    // Before the first sample or past the last one: not judged.
+    if first == 0 || after >= runq.len() {
         return false;
     }
-    let b = &mut budget[i - 1];
-    if *b * 5 >= hw_ns * 4 {
-        *b = b.saturating_sub(hw_ns);
-        return true;
+    let range = first - 1..after;
+    let avail: u64 = budget[range.clone()].iter().sum();
+    if avail * 5 < hw_ns * 4 {
+        return false;
     }
-    false
+    let mut need = hw_ns;
+    for b in &mut budget[range] {
+        let take = (*b).min(need);
+        *b -= take;
+        need -= take;
+    }
+    true
 }
 
 /// `records` are this CPU's (any order). `gaps`: (mono start, ns).

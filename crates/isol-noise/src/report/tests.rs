@@ -232,7 +232,7 @@ fn run_queue_wait_names_an_uncovered_gap_but_only_up_to_the_wait() {
         6_000_000,
         2_000_000
     ));
-    // Interval 1 had no wait; a gap across a sample boundary is not judged.
+    // Interval 1 had no wait.
     assert!(!runq_covers(
         &runq,
         &mut budget,
@@ -240,11 +240,41 @@ fn run_queue_wait_names_an_uncovered_gap_but_only_up_to_the_wait() {
         13_000_000,
         1_000_000
     ));
+    // Across the boundary: 1 ms left in interval 0, none in 1: not 2 ms.
     assert!(!runq_covers(
         &runq,
         &mut budget,
         9_000_000,
-        11_000_000,
+        12_000_000,
+        2_000_000
+    ));
+    // Past the last sample: not judged.
+    assert!(!runq_covers(
+        &runq,
+        &mut budget,
+        15_000_000,
+        25_000_000,
         1_000_000
     ));
+}
+
+#[test]
+fn a_long_run_queue_wait_spanning_samples_is_named() {
+    // Another task held the CPU from 5 ms to 55 ms; samples every 20 ms.
+    let runq = [
+        (0, 0),
+        (20_000_000, 15_000_000),
+        (40_000_000, 35_000_000),
+        (60_000_000, 50_000_000),
+    ];
+    let mut budget: Vec<u64> = runq.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    assert!(runq_covers(
+        &runq,
+        &mut budget,
+        5_000_000,
+        55_000_000,
+        50_000_000
+    ));
+    // Handed out once.
+    assert_eq!(budget.iter().sum::<u64>(), 0);
 }
