@@ -62,7 +62,7 @@ fn samples_strict_oneshot_fork_and_tick_dependency_on_nohz_full() {
     assert!(s.contains("userloop: strict signal received"), "{s}");
     let b = field(&s, "userloop: breaks=");
     assert!(
-        b.contains("breaks=1 ") && b.contains("last=\"syscall"),
+        b.contains("breaks=1 ") && b.contains("last=\"syscall: getppid"),
         "{s}"
     );
 

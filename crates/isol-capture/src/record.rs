@@ -120,6 +120,14 @@ unsafe impl Pod for RawTickState {}
 unsafe impl Pod for u64 {}
 unsafe impl Pod for u32 {}
 
+/// x86-64 syscall name for a number (`getppid`), or `syscall N`.
+pub fn syscall_name(nr: u32) -> String {
+    match syscalls::Sysno::new(nr as usize) {
+        Some(s) => s.name().to_string(),
+        None => format!("syscall {nr}"),
+    }
+}
+
 pub fn from_bytes<T: Pod>(b: &[u8]) -> Option<T> {
     if b.len() < std::mem::size_of::<T>() {
         return None;
@@ -272,7 +280,7 @@ impl Resolver {
             Kind::TlbFlush => tlb_reason(c.arg).into(),
             Kind::Syscall => {
                 out.nr = Some(c.arg);
-                format!("syscall {}", c.arg)
+                syscall_name(c.arg)
             }
             Kind::Preempt => {
                 out.pid = Some(c.arg);
@@ -379,6 +387,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<RawAggKey>(), 24);
         assert_eq!(std::mem::size_of::<RawAggVal>(), 24 + 8 * HIST_BUCKETS);
         assert_eq!(std::mem::size_of::<RawStrictCfg>(), 24);
+        assert_eq!(syscall_name(110), "getppid");
+        assert_eq!(syscall_name(100_000), "syscall 100000");
         assert_eq!(std::mem::size_of::<RawTickState>(), 24);
         assert_eq!(std::mem::size_of::<RawStrictBreak>(), 48);
     }

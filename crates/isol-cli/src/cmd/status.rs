@@ -17,6 +17,7 @@ pub struct Args {
 
 #[derive(Serialize)]
 struct Out {
+    schema: &'static str,
     /// isold's registrations; None when isold is not reachable.
     tasks: Option<Vec<TaskStatus>>,
     isold: String,
@@ -37,6 +38,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bail!("{isold}");
     }
     let out = Out {
+        schema: "isol.status/1",
         tasks,
         isold,
         task_isolation: native,
