@@ -100,6 +100,23 @@ fn ok() -> c_int {
     0
 }
 
+/// Loaded by `chisol -a --preload libisol.so` into an unmodified program:
+/// lock and prefault its memory and keep THP away, as activation would
+/// (chisol did the rest before exec). Nothing happens otherwise.
+extern "C" fn preload_lock() {
+    if std::env::var_os(isol_task::config::ENV_LOCK).is_none() {
+        return;
+    }
+    let r = isol_task::stock::memory::disable_thp().and_then(|_| isol_task::stock::memory::lock());
+    if let Err(e) = r {
+        eprintln!("libisol (preloaded by chisol): {e}");
+    }
+}
+
+#[used]
+#[link_section = ".init_array"]
+static PRELOAD_LOCK: extern "C" fn() = preload_lock;
+
 /// What went wrong in the last failed call on this thread.
 #[no_mangle]
 pub extern "C" fn isol_last_error() -> *const c_char {

@@ -1071,3 +1071,45 @@ fn lru_quiesce_keeps_lru_add_drain_all_off_the_cpu() {
         );
     }
 }
+
+/// `chisol -a --preload libisol.so`: the unmodified program's memory is
+/// locked in its own image (mlockall does not survive exec); without the
+/// preload it is not.
+#[test]
+fn chisol_preload_locks_an_unmodified_programs_memory() {
+    let _serial = serial();
+    // target/<profile>/deps/task_api-* -> target/<profile>/libisol.so
+    let lib = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("libisol.so");
+    assert!(
+        lib.exists(),
+        "{} missing: cargo build -p isol-capi first",
+        lib.display()
+    );
+    let run = |preload: bool| {
+        let mut c = Command::new(CHISOL);
+        c.args(["-a", "--allow-unisolated", "--cpu", "1"]);
+        if preload {
+            c.arg("--preload").arg(&lib);
+        }
+        // No isold: chisol's own (in-process) watcher, as root.
+        c.args(["--", "grep", "VmLck", "/proc/self/status"])
+            .env("ISOL_SOCKET", "/nonexistent/isold.sock")
+            .env_remove("LD_PRELOAD");
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        out.split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no VmLck in {out:?}"))
+    };
+    let locked = run(true);
+    assert!(locked > 0, "preloaded program locked nothing");
+    assert_eq!(run(false), 0, "without the preload nothing is locked");
+}

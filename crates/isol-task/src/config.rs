@@ -178,6 +178,9 @@ impl Default for Config {
 pub const ENV: &str = "ISOL_TASK_CONFIG";
 /// Set with ENV when the activation is inherited across exec too.
 pub const ENV_ACTIVE: &str = "ISOL_TASK_ACTIVE";
+/// Set by `chisol --preload`: libisol's constructor locks and prefaults the
+/// new program's memory (what activation does, but mlockall is lost at exec).
+pub const ENV_LOCK: &str = "ISOL_TASK_LOCK";
 
 impl Config {
     pub fn validate(&self) -> Result<()> {

@@ -54,6 +54,11 @@ struct Args {
     /// Accept a CPU the kernel does not isolate (tests on ordinary machines).
     #[arg(long)]
     allow_unisolated: bool,
+    /// With -a: preload this libisol.so into the program so that its memory
+    /// is locked and prefaulted in the new image (mlockall does not survive
+    /// exec). Dynamically linked programs only.
+    #[arg(long, value_name = "LIBISOL_SO", requires = "activate")]
+    preload: Option<std::path::PathBuf>,
     /// Act on a running process instead of starting one (needs isold): it
     /// must already be pinned to one CPU. Registers it (with -a) or, with
     /// --deactivate, ends its registration.
@@ -253,7 +258,7 @@ fn activate_and_run(a: &Args, cfg: Config, argv: Vec<CString>) -> Result<ExitCod
         nix::unistd::ForkResult::Child => {
             drop(ready_r);
             drop(go_w);
-            let code = child(cpu, &cfg, ready_w, go_r, &argv);
+            let code = child(cpu, &cfg, a.preload.as_deref(), ready_w, go_r, &argv);
             eprintln!("chisol: error: {code:#}");
             std::process::exit(125);
         }
@@ -270,7 +275,14 @@ fn activate_and_run(a: &Args, cfg: Config, argv: Vec<CString>) -> Result<ExitCod
     }
 }
 
-fn child(cpu: u32, cfg: &Config, ready: OwnedFd, go: OwnedFd, argv: &[CString]) -> anyhow::Error {
+fn child(
+    cpu: u32,
+    cfg: &Config,
+    preload: Option<&std::path::Path>,
+    ready: OwnedFd,
+    go: OwnedFd,
+    argv: &[CString],
+) -> anyhow::Error {
     let r = (|| -> Result<()> {
         pin(&CpuSet::from_iter([cpu]))?;
         // SAFETY: plain libc calls.
@@ -305,6 +317,16 @@ fn child(cpu: u32, cfg: &Config, ready: OwnedFd, go: OwnedFd, argv: &[CString]) 
         }
         std::env::set_var(config::ENV, cfg.to_env());
         std::env::set_var(config::ENV_ACTIVE, "1");
+        if let Some(lib) = preload {
+            // libisol's constructor locks the new image's memory.
+            let mut v = lib.as_os_str().to_owned();
+            if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
+                v.push(":");
+                v.push(old);
+            }
+            std::env::set_var("LD_PRELOAD", v);
+            std::env::set_var(config::ENV_LOCK, "1");
+        }
         Ok(())
     })();
     match r {
