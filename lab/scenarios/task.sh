@@ -45,7 +45,7 @@ wait $F
 section fork cat /tmp/fork.out
 section ptimer userloop -c 1 -f 10 -t 1 -P -r
 # An unmodified program: busybox's shell counting, no libisol.
-section chisol chisol --json -a -q vmstat_sync --cpu 1 -- sh -c 'i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; echo counted $i'
+section chisol chisol --json -a -q vmstat_sync --cpu 1 -- sh -c 'i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo counted $i'
 kill $D
 wait $D
 echo "isold_status=$?"

@@ -120,7 +120,7 @@ fn samples_strict_oneshot_fork_and_tick_dependency_on_nohz_full() {
     // chisol -a -q vmstat_sync on an unmodified program: registered,
     // tick stopped while it ran, exit status passed through.
     let ch = out.section("chisol").unwrap();
-    assert!(ch.text.contains("counted 3000"), "{}", ch.text);
+    assert!(ch.text.contains("counted 30000"), "{}", ch.text);
     // chisol reports on stderr, which the lab prints after the section.
     let line = out
         .stdout
@@ -134,6 +134,12 @@ fn samples_strict_oneshot_fork_and_tick_dependency_on_nohz_full() {
     assert_eq!(j["exit"], "exited 0", "{j}");
     assert_eq!(j["cpu"], 1, "{j}");
     assert!(j["watcher"].as_str().unwrap().starts_with("isold"), "{j}");
-    assert_eq!(j["tick"]["stopped"], true, "{j}");
+    // A SCHED_OTHER program under emulation: the tick stops, or the
+    // report names what kept it (a kworker sharing the CPU, once in CI).
+    assert_eq!(j["tick"]["cpu"], 1, "{j}");
+    assert!(
+        j["tick"]["stopped"] == true || !j["tick"]["dependencies"].as_array().unwrap().is_empty(),
+        "{j}"
+    );
     assert!(out.stdout.contains("isold_status=0"), "{}", out.stdout);
 }
