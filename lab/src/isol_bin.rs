@@ -36,28 +36,35 @@ pub fn static_isol(workspace: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
-fn build(workspace: &Path) -> Result<PathBuf> {
-    let target_dir = workspace.join("target/lab-static");
+/// `cargo build --release --target TARGET ARGS` with +crt-static, into
+/// target/lab-static.
+fn static_cargo(workspace: &Path, args: &[&str]) -> Command {
     // The cargo running us (tests, `cargo run`) tells its own path in $CARGO.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(workspace)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "isol-cli",
-            "--bin",
-            "isol",
-            "--bin",
-            "chisol",
-        ])
+        .args(["build", "--release"])
+        .args(args)
         .args(["--target", TARGET])
-        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("CARGO_TARGET_DIR", static_target_dir(workspace))
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         // Would take precedence over RUSTFLAGS if inherited.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET");
+    cmd
+}
+
+fn static_target_dir(workspace: &Path) -> PathBuf {
+    workspace.join("target/lab-static")
+}
+
+fn build(workspace: &Path) -> Result<PathBuf> {
+    let target_dir = static_target_dir(workspace);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = static_cargo(
+        workspace,
+        &["-p", "isol-cli", "--bin", "isol", "--bin", "chisol"],
+    );
     if !STATIC_FEATURES.is_empty() {
         cmd.arg("--features").arg(STATIC_FEATURES.join(","));
     }
@@ -96,22 +103,8 @@ pub fn static_libisol(workspace: &Path) -> Result<(PathBuf, PathBuf)> {
     if let Some(d) = done.as_ref() {
         return Ok(d.clone());
     }
-    let target_dir = workspace.join("target/lab-static");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(&cargo)
-        .current_dir(workspace)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "isol-capi",
-            "--no-default-features",
-        ])
-        .args(["--target", TARGET])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
+    let target_dir = static_target_dir(workspace);
+    let out = static_cargo(workspace, &["-p", "isol-capi", "--no-default-features"])
         .output()
         .context("running cargo build -p isol-capi")?;
     if !out.status.success() {

@@ -6,15 +6,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
+/// The repository root (the lab crate's parent).
+fn workspace() -> Result<PathBuf> {
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("lab crate has no parent")?
+        .to_owned())
+}
+
 /// Path of the static binary for `testprogs/NAME.c`, rebuilt when the
 /// source is newer. Safe to call from parallel tests and processes.
 pub fn testprog(name: &str) -> Result<PathBuf> {
     static LOCK: Mutex<()> = Mutex::new(());
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("lab crate has no parent")?
-        .to_owned();
+    let ws = workspace()?;
     let src = ws.join(format!("testprogs/{name}.c"));
     if !src.exists() {
         bail!("no test program {}", src.display());
@@ -46,10 +51,7 @@ pub fn testprog(name: &str) -> Result<PathBuf> {
 pub fn capi_sample(name: &str) -> Result<PathBuf> {
     static LOCK: Mutex<()> = Mutex::new(());
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("lab crate has no parent")?
-        .to_owned();
+    let ws = workspace()?;
     let src = ws.join(format!("crates/isol-capi/examples/{name}.c"));
     if !src.exists() {
         bail!("no sample {}", src.display());

@@ -692,10 +692,9 @@ fn a_user_not_allowed_the_cpu_is_refused_before_the_program_runs() {
     std::fs::create_dir(&marks).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&marks, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let attempt = |name: &str| {
-        let mark = marks.join(name);
-        let o = d
-            .nobody(&d.chisol)
+    // nobody runs `touch MARK` under chisol on CPU 1.
+    let run = |mark: &Path| {
+        d.nobody(&d.chisol)
             .args([
                 "-a",
                 "--allow-unisolated",
@@ -705,9 +704,13 @@ fn a_user_not_allowed_the_cpu_is_refused_before_the_program_runs() {
                 "100",
             ])
             .args(["--", "touch"])
-            .arg(&mark)
+            .arg(mark)
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let attempt = |name: &str| {
+        let mark = marks.join(name);
+        let o = run(&mark);
         assert!(!o.status.success(), "{}", text(&o));
         assert!(!mark.exists(), "the refused program ran: {}", text(&o));
         String::from_utf8_lossy(&o.stderr).into_owned()
@@ -729,20 +732,7 @@ fn a_user_not_allowed_the_cpu_is_refused_before_the_program_runs() {
     // Allowed CPU 1 now: the same command runs.
     d.reload("nobody = \"1\"");
     let mark = marks.join("allowed");
-    let o = d
-        .nobody(&d.chisol)
-        .args([
-            "-a",
-            "--allow-unisolated",
-            "--cpu",
-            "1",
-            "--timeout-ms",
-            "100",
-        ])
-        .args(["--", "touch"])
-        .arg(&mark)
-        .output()
-        .unwrap();
+    let o = run(&mark);
     assert!(o.status.success(), "{}", text(&o));
     assert!(mark.exists());
 }
@@ -932,16 +922,6 @@ fn lru_role(quiesce: bool) {
 
 const LRU_TEST: &str = "lru_quiesce_keeps_lru_add_drain_all_off_the_cpu";
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// lru_add_drain_all() from CPU 0, the way compaction calls it.
 fn compact() {
     std::fs::write("/proc/sys/vm/compact_memory", "1").unwrap();
@@ -977,12 +957,17 @@ fn lru_run(quiesce: bool) -> (u64, u64, u64, u32) {
     compact();
     stdin.write_all(b"g").unwrap();
     wait_for("LRU-TOUCHED");
-    let t0 = monotonic_ns();
+    let t0 = isol_task::tick::monotonic_ns();
     compact();
-    let t1 = monotonic_ns();
+    let t1 = isol_task::tick::monotonic_ns();
     let st = v.0.wait().unwrap();
     assert!(st.success(), "the victim failed: {st}");
-    (t0, monotonic_ns(), (t1 - t0) / 1_000_000, v.pid())
+    (
+        t0,
+        isol_task::tick::monotonic_ns(),
+        (t1 - t0) / 1_000_000,
+        v.pid(),
+    )
 }
 
 #[test]

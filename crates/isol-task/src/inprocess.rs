@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::policy::Policy;
 use crate::protocol::{Request, Response};
 use crate::service::{tick_seen, Service};
+use crate::stock::read_set;
 use isol_capture::{Capture, Options};
 use isol_cpulist::CpuSet;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -15,13 +16,6 @@ type Call = (Request, Sender<Response>);
 
 pub struct Handle {
     tx: Sender<Call>,
-}
-
-fn read_set(path: &str) -> CpuSet {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_default()
 }
 
 impl Handle {

@@ -164,12 +164,7 @@ pub fn configure(cfg: Config) -> Result<()> {
     cfg.validate()?;
     ensure_atfork();
     if let Some(p) = native::Proof::check() {
-        native::configure(
-            &p,
-            cfg.quiesce.bits() & abi::ISOL_F_QUIESCE_VMSTATS,
-            cfg.oneshot.bits() & abi::ISOL_F_QUIESCE_VMSTATS,
-            cfg.inherit.abi_mask(),
-        )?;
+        native::configure_from(&p, &cfg)?;
     }
     STATE.with(|s| {
         let mut s = s.borrow_mut();
@@ -292,12 +287,7 @@ pub fn activate_then(keep: impl FnOnce(&ActivationReport)) -> Result<ActivationR
                 detail: stock::memory::lock()?,
             });
         }
-        for a in stock::quiesce::run(cfg.quiesce, kernel_isolated)? {
-            steps.push(Step {
-                name: a.name,
-                detail: a.detail,
-            });
-        }
+        steps.extend(stock::quiesce::run(cfg.quiesce, kernel_isolated)?);
     }
 
     // isold, or (privileged programs) a watcher of their own.
@@ -375,13 +365,7 @@ pub fn quiesce() -> Result<Vec<Step>> {
         return Err(Error::Other("not active: activate() first".into()));
     }
     let mask = cfg.quiesce.difference(cfg.oneshot);
-    let out = stock::quiesce::run(mask, stock::kernel_isolated().contains(current_cpu()))?
-        .into_iter()
-        .map(|a| Step {
-            name: a.name,
-            detail: a.detail,
-        })
-        .collect();
+    let out = stock::quiesce::run(mask, stock::kernel_isolated().contains(current_cpu()))?;
     STATE.with(|s| s.borrow_mut().quiesces += 1);
     Ok(out)
 }

@@ -90,6 +90,16 @@ pub fn configure(p: &Proof, quiesce: u64, oneshot: u64, inherit: u8) -> Result<(
     Ok(())
 }
 
+/// The seed's part of `cfg`: its quiesce bits (vmstat only) and inheritance.
+pub fn configure_from(p: &Proof, cfg: &crate::Config) -> Result<()> {
+    configure(
+        p,
+        cfg.quiesce.bits() & ISOL_F_QUIESCE_VMSTATS,
+        cfg.oneshot.bits() & ISOL_F_QUIESCE_VMSTATS,
+        cfg.inherit.abi_mask(),
+    )
+}
+
 pub fn activate(p: &Proof, on: bool) -> Result<()> {
     let mask: u64 = if on { ISOL_F_QUIESCE } else { 0 };
     prctl(p, PR_ISOL_ACTIVATE_SET, &mask as *const u64 as u64, 0, 0, 0)?;

@@ -2,7 +2,6 @@
 //! checked against a [`Policy`]. isold serves it on its unix socket; a
 //! privileged program runs it on an in-process thread.
 
-use crate::config::Mode;
 use crate::policy::{task_facts, Policy};
 use crate::protocol::{BreakInfo, Registration, Request, Response, TaskStatus};
 use crate::tick::TickSeen;
@@ -220,16 +219,6 @@ pub fn tick_seen(cap: &Capture, cpu: u32) -> Option<TickSeen> {
         fail_ts_ns: t.fail_ts_ns,
         fail_dependency: t.fail_dependency,
     })
-}
-
-/// Classes that break a registration in `mode`.
-pub fn classes_for(mode: Mode, syscalls: bool) -> Vec<String> {
-    let _ = mode;
-    let mut v: Vec<String> = Class::ASYNC.iter().map(|c| c.name().to_string()).collect();
-    if syscalls {
-        v.extend(Class::SYNC.iter().map(|c| c.name().to_string()));
-    }
-    v
 }
 
 #[cfg(test)]

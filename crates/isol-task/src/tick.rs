@@ -67,13 +67,6 @@ fn task_on(tid: u32) -> Option<(char, u32)> {
     Some((f.first()?.chars().next()?, f.get(36)?.parse().ok()?))
 }
 
-fn nohz_full_cpus() -> isol_cpulist::CpuSet {
-    std::fs::read_to_string("/sys/devices/system/cpu/nohz_full")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_default()
-}
-
 /// The tick state the capture engine saw, in CLOCK_MONOTONIC ns.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TickSeen {
@@ -109,7 +102,7 @@ pub fn wait(
         dependencies: vec![],
         pending_timers: vec![],
     };
-    if !nohz_full_cpus().contains(cpu) {
+    if !crate::stock::read_set("/sys/devices/system/cpu/nohz_full").contains(cpu) {
         report.dependencies.push(Dependency {
             kind: "not_nohz_full".into(),
             detail: format!(

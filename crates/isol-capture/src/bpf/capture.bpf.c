@@ -824,7 +824,10 @@ int BPF_PROG(user_exit, int dummy)
 	orig_ax = BPF_CORE_READ(regs, orig_ax);
 	ax = BPF_CORE_READ(regs, ax);
 	if (orig_ax >= 0 && ax == -38 /* -ENOSYS */) {
-		strict_check(st, CLASS_SYSCALL, KIND_SYSCALL, orig_ax, BPF_CORE_READ(regs, dx));
+		/* dx carries the arming syscall's magic: read only when
+		 * registrations exist (strict_check returns at once otherwise). */
+		strict_check(st, CLASS_SYSCALL, KIND_SYSCALL, orig_ax,
+			     strict_count ? BPF_CORE_READ(regs, dx) : 0);
 		if (!want_syscalls)
 			return 0; /* the task's own call: not an interruption */
 		now = bpf_ktime_get_ns();
@@ -867,7 +870,8 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 	st = cur_state();
 	if (!st)
 		return 0;
-	strict_check(st, CLASS_SYSCALL, KIND_SYSCALL, id, BPF_CORE_READ(regs, dx));
+	strict_check(st, CLASS_SYSCALL, KIND_SYSCALL, id,
+		     strict_count ? BPF_CORE_READ(regs, dx) : 0);
 	/* Where context tracking bounds syscalls (user_exit opened the
 	 * episode) there is nothing to add; elsewhere a point record. */
 	if (!want_syscalls || st->start)

@@ -201,12 +201,7 @@ fn run(a: Args) -> Result<ExitCode> {
         std::env::set_var(config::ENV, cfg.to_env());
         std::env::remove_var(config::ENV_ACTIVE);
         if let Some(p) = isol_task::native::Proof::check() {
-            isol_task::native::configure(
-                &p,
-                cfg.quiesce.bits() & 1,
-                cfg.oneshot.bits() & 1,
-                cfg.inherit.abi_mask(),
-            )?;
+            isol_task::native::configure_from(&p, &cfg)?;
         }
         return Err(exec(&argv));
     }
@@ -290,12 +285,7 @@ fn child(
             unsafe { libc::sched_yield() };
         }
         if let Some(p) = isol_task::native::Proof::check() {
-            isol_task::native::configure(
-                &p,
-                cfg.quiesce.bits() & 1,
-                cfg.oneshot.bits() & 1,
-                cfg.inherit.abi_mask(),
-            )?;
+            isol_task::native::configure_from(&p, cfg)?;
             isol_task::native::activate(&p, true)?;
             drop(ready);
         } else {

@@ -7,7 +7,8 @@ pub mod quiesce;
 use crate::error::{Error, Result};
 use isol_cpulist::CpuSet;
 
-fn read_set(path: &str) -> CpuSet {
+/// A CPU list from a sysfs file; empty if absent or unreadable.
+pub(crate) fn read_set(path: &str) -> CpuSet {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|s| s.trim().parse().ok())

@@ -15,12 +15,8 @@
 
 use crate::config::Quiesce;
 use crate::error::{Error, Result};
+use crate::Step;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-pub struct Action {
-    pub name: &'static str,
-    pub detail: String,
-}
 
 fn kernel_at_least(major: u32, minor: u32) -> bool {
     let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -32,7 +28,7 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
     (a, b) >= (major, minor)
 }
 
-pub fn run(mask: Quiesce, cpu_isolated: bool) -> Result<Vec<Action>> {
+pub fn run(mask: Quiesce, cpu_isolated: bool) -> Result<Vec<Step>> {
     let mut out = Vec::new();
     if mask.contains(Quiesce::VMSTAT) {
         out.push(vmstat(cpu_isolated));
@@ -43,15 +39,15 @@ pub fn run(mask: Quiesce, cpu_isolated: bool) -> Result<Vec<Action>> {
     Ok(out)
 }
 
-fn vmstat(cpu_isolated: bool) -> Action {
+fn vmstat(cpu_isolated: bool) -> Step {
     if cpu_isolated && kernel_at_least(6, 5) {
-        return Action {
+        return Step {
             name: "vmstat_sync",
             detail: "nothing to do: this kernel's vmstat shepherd skips isolated CPUs (6.5+) and a stopped tick folds the counters".into(),
         };
     }
     std::thread::sleep(std::time::Duration::from_millis(1));
-    Action {
+    Step {
         name: "vmstat_sync",
         detail: "slept 1 ms so the CPU went idle and folded its vmstat counters (one idle entry, one timer interrupt)".into(),
     }
@@ -87,7 +83,7 @@ fn scratch() -> Result<*mut libc::c_void> {
 
 const PAGE: usize = 4096;
 
-fn lru() -> Result<Action> {
+fn lru() -> Result<Step> {
     let p = scratch()?;
     // mlockall(MCL_FUTURE) marked it locked, and MADV_COLD refuses locked
     // VMAs before draining: unlock it (nothing is populated, nothing moves).
@@ -102,7 +98,7 @@ fn lru() -> Result<Action> {
             source: std::io::Error::last_os_error(),
         });
     }
-    Ok(Action {
+    Ok(Step {
         name: "lru_drain",
         detail: "drained this CPU's LRU and mlock batches (local lru_add_drain via MADV_COLD)"
             .into(),
