@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# isol census vs seed 004's method, same load, same duration, one run
-# (issue 8's benchmark). Seed 004's method:
+# isol census vs the IPI deferral series' method, same load, same duration, one run
+# The IPI deferral series' method:
 #   trace-cmd record -e ipi_send_cpumask -f "cpumask & CPUS{ISO}" \
 #     -e ipi_send_cpu -f "cpu & CPUS{ISO}" -e csd_queue_cpu -f "cpu & CPUS{ISO}" -T -- LOAD
 #   trace-cmd report | grep callback | awk '{ print $NF }' | sort | uniq -c
@@ -42,7 +42,7 @@ field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eva
 # 1. The load alone.
 taskset -c "$HK" "${LOAD[@]}" > "$OUT/base.json"
 
-# 2. Seed 004's method.
+# 2. The IPI deferral series' method.
 t0=$(now)
 taskset -c "$HK" "${TC[@]}" record -q "${SEED_EVENTS[@]}" -o "$OUT/trace.dat" -- "${LOAD[@]}" > "$OUT/seed-load.json"
 t1=$(now)
@@ -67,16 +67,16 @@ getpid_row() { # label, then a command started in the background (or none)
 }
 {
   getpid_row "nothing" none
-  getpid_row "trace-cmd record (seed's events, -T)" taskset -c "$HK" "${TC[@]}" record -q "${SEED_EVENTS[@]}" -o "$OUT/idle.dat"
+  getpid_row "trace-cmd record (the series' events, -T)" taskset -c "$HK" "${TC[@]}" record -q "${SEED_EVENTS[@]}" -o "$OUT/idle.dat"
   getpid_row "isol census capture (--load none --no-victim)" taskset -c "$HK" "$ISOL" census --cpus "$ISO" --load none --no-victim -D 60 --json
 } > "$OUT/getpid.tsv"
 rm -f "$OUT"/idle.dat*
 
-echo "## isol census vs seed 004's trace-cmd method ($(uname -r), $(nproc) CPUs, isolated CPU $ISO, load on CPU $HK, $D s, $(date -u +%F))"
+echo "## isol census vs the IPI deferral series' trace-cmd method ($(uname -r), $(nproc) CPUs, isolated CPU $ISO, load on CPU $HK, $D s, $(date -u +%F))"
 echo
 echo "trace-cmd $(trace-cmd --version 2>/dev/null | awk 'NF{print $3; exit}')${SHIM:-}"
 echo
-echo "| | seed's method (trace-cmd record + report + awk) | isol census |"
+echo "| | the series' method (trace-cmd record + report + awk) | isol census |"
 echo "|---|---|---|"
 python3 - "$OUT" "$t0" "$t1" "$t2" "$t3" "$t4" "$D" <<'PY'
 import json, os, sys
@@ -101,7 +101,7 @@ echo "| setup | housekeeping CPU $HK | ratio | isolated CPU $ISO | ratio |"
 echo "|---|---|---|---|---|"
 awk -F'\t' 'NR==1{bh=$2; bi=$3} {printf "| %s | %.1f | %.2f | %.1f | %.2f |\n", $1, $2, $2/bh, $3, $3/bi}' "$OUT/getpid.tsv"
 echo
-echo "Seed's table (trace-cmd report | grep callback | awk | sort | uniq -c):"
+echo "The series' table (trace-cmd report | grep callback | awk | sort | uniq -c):"
 echo
 echo '```'
 cat "$OUT/seed-table.txt"

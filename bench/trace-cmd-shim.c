@@ -4,8 +4,8 @@
  * control files (EPERM on set_ftrace_filter, set_ftrace_pid, and on
  * writing /proc/sys/kernel/ftrace_enabled, as on this project's 6.18 CI
  * host). trace-cmd 3.1 dies on them even when it records events only;
- * the shim opens /dev/null instead, so event recording (all that seed
- * 004's method needs) works. Used by bench/census-vs-trace-cmd.sh and
+ * the shim opens /dev/null instead, so event recording (all that the IPI
+ * deferral series' method needs) works. Used by bench/census-vs-trace-cmd.sh and
  * the census import test only when plain trace-cmd fails.
  *
  *   cc -shared -fPIC -O2 -o shim.so trace-cmd-shim.c -ldl

@@ -6,16 +6,23 @@ set -euo pipefail
 PKGS=(
   # BPF build: clang compiles the programs, libbpf-sys builds vendored libbpf
   clang llvm libelf-dev zlib1g-dev pkg-config bpftool make gcc
+  # bindgen generates the Rust side of the BPF boundary (crates/isol-abi)
+  libclang-dev
   # fully static isol for the lab's initramfs (vendored libelf/zlib)
   autoconf automake autopoint flex bison gawk libtool gettext
   # the lab: Debian kernels booted under QEMU with a busybox initramfs
-  qemu-system-x86 busybox-static cpio
+  # (xz-utils: 6.12's kernel modules are .ko.xz, unpacked for the guest)
+  qemu-system-x86 busybox-static cpio xz-utils
   # used by tests (setpriv, unshare) and by the benchmarks' peers
-  util-linux rt-tests trace-cmd bpftrace
+  util-linux rt-tests trace-cmd bpftrace stress-ng
   # isold tests: a real Prometheus server scrapes it
   prometheus
   # the HTML report test renders it in a real headless browser
   chromium
+  # Debian packages (scripts/deb.sh; packaging/debian/control names what
+  # they build with); their test installs them in a Debian 12 chroot
+  # (cached as .tar.zst) and runs lintian
+  build-essential debhelper debootstrap lintian zstd
 )
 
 missing=()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything CI runs: set-up, build, and every test, including the lab
-# (Debian 6.12 kernels booted in QEMU) and the root/tracefs/BPF tests.
+# (Debian 5.10, 6.1 and 6.12 kernels booted in QEMU) and the root/tracefs/BPF tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -13,10 +13,15 @@
  * Generators run in sibling threads on housekeeping CPU M (default: the
  * lowest allowed CPU other than N):
  *   --tlb       mmap/touch/munmap and mprotect: TLB-flush IPIs to CPU N
- *   --jit       setsockopt(SO_ATTACH_FILTER): BPF JIT text patching IPIs
+ *   --jit       attach/detach an XDP program on lo through a BPF link: the
+ *               kernel re-JITs its XDP dispatcher and patches the jump to
+ *               it (text_poke: do_sync_core IPIs to every CPU, each time)
+ *   --membarrier membarrier(PRIVATE_EXPEDITED): ipi_mb on CPU N
+ *   --perf      open/close a per-CPU perf event on CPU N: the kernel
+ *               installs it there with remote_function
  *   --ipi-storm munmap as fast as possible (flood)
  * In the victim itself:
- *   --fault     touches a fresh page every --period-us (default 1 ms): page faults
+ *   --fault     reads a fresh page every --period-us (default 1 ms): page faults
  *   --timer     a 10 ms POSIX CPU-independent timer (hrtimer on CPU N)
  * --go FILE makes the generator threads wait until FILE exists, so a test
  * can arm isol first.
@@ -26,7 +31,11 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <linux/filter.h>
+#include <linux/bpf.h>
+#include <linux/if_link.h>
+#include <linux/membarrier.h>
+#include <linux/perf_event.h>
+#include <net/if.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -35,7 +44,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <fcntl.h>
 #include <time.h>
@@ -92,25 +100,94 @@ static void *tlb_thread(void *arg)
 	return NULL;
 }
 
+/* BPF JIT text patching on demand. A classic filter JIT-compiled into a
+ * bpf_prog_pack patches text only when the pack allocator takes or frees
+ * a pack, which depends on everything else the kernel has loaded; the XDP
+ * dispatcher is regenerated and its jump patched (text_poke_bp, IPIs to
+ * every CPU) at every attach and detach of an XDP program, on every
+ * kernel since 5.9 (BPF links for XDP). */
+static int bpf_sys(int cmd, union bpf_attr *a)
+{
+	return (int)syscall(SYS_bpf, cmd, a, sizeof(*a));
+}
+
 static void *jit_thread(void *arg)
 {
 	(void)arg;
 	pin(hk_cpu);
-	struct sock_filter code[] = {
-		{ BPF_LD | BPF_W | BPF_ABS, 0, 0, 0 },
-		{ BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0x0800 },
-		{ BPF_RET | BPF_K, 0, 0, 0xffff },
-		{ BPF_RET | BPF_K, 0, 0, 0 },
+	struct bpf_insn pass[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0, .imm = XDP_PASS },
+		{ .code = BPF_JMP | BPF_EXIT },
 	};
-	struct sock_fprog prog = { .len = 4, .filter = code };
+	union bpf_attr a;
+	memset(&a, 0, sizeof(a));
+	a.prog_type = BPF_PROG_TYPE_XDP;
+	a.expected_attach_type = BPF_XDP;
+	a.insns = (unsigned long)pass;
+	a.insn_cnt = 2;
+	a.license = (unsigned long)"GPL";
+	int prog = bpf_sys(BPF_PROG_LOAD, &a);
+	unsigned lo = if_nametoindex("lo");
+	if (prog < 0 || !lo) {
+		fprintf(stderr, "noisegen: --jit: loading an XDP program: %s\n", strerror(errno));
+		exit(2);
+	}
 	wait_go();
 	while (!stop) {
-		int s = socket(AF_INET, SOCK_DGRAM, 0);
-		if (s >= 0) {
-			setsockopt(s, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog));
-			close(s);
+		memset(&a, 0, sizeof(a));
+		a.link_create.prog_fd = prog;
+		a.link_create.target_ifindex = lo;
+		a.link_create.attach_type = BPF_XDP;
+		a.link_create.flags = XDP_FLAGS_SKB_MODE;
+		int link = bpf_sys(BPF_LINK_CREATE, &a);
+		if (link < 0) {
+			fprintf(stderr, "noisegen: --jit: attaching XDP to lo: %s\n", strerror(errno));
+			exit(2);
 		}
+		close(link); /* detach: the dispatcher is patched again */
 		usleep(period_us * 10);
+	}
+	return NULL;
+}
+
+/* smp_call_function_many() to every CPU running this process: the victim. */
+static void *membarrier_thread(void *arg)
+{
+	(void)arg;
+	pin(hk_cpu);
+	if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0)) {
+		fprintf(stderr, "noisegen: --membarrier: %s\n", strerror(errno));
+		exit(2);
+	}
+	wait_go();
+	while (!stop) {
+		syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+		usleep(period_us);
+	}
+	return NULL;
+}
+
+/* A per-CPU event on the victim's CPU: perf installs (and removes) it
+ * there with a cross-CPU call (remote_function). */
+static int victim_cpu;
+static void *perf_thread(void *arg)
+{
+	(void)arg;
+	pin(hk_cpu);
+	struct perf_event_attr a;
+	memset(&a, 0, sizeof(a));
+	a.size = sizeof(a);
+	a.type = PERF_TYPE_SOFTWARE;
+	a.config = PERF_COUNT_SW_DUMMY;
+	wait_go();
+	while (!stop) {
+		int fd = (int)syscall(SYS_perf_event_open, &a, -1, victim_cpu, -1, 0);
+		if (fd < 0) {
+			fprintf(stderr, "noisegen: --perf: perf_event_open: %s\n", strerror(errno));
+			exit(2);
+		}
+		close(fd);
+		usleep(period_us);
 	}
 	return NULL;
 }
@@ -119,7 +196,7 @@ static void on_timer(int sig) { (void)sig; }
 
 int main(int argc, char **argv)
 {
-	int cpu = -1, tlb = 0, jit = 0, fault = 0, timer = 0, storm = 0, fifo = 0;
+	int cpu = -1, tlb = 0, jit = 0, fault = 0, timer = 0, storm = 0, fifo = 0, mb = 0, perf = 0;
 	double duration = 0;
 	const char *counter_path = NULL;
 
@@ -137,6 +214,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--fault")) fault = 1;
 		else if (!strcmp(a, "--timer")) timer = 1;
 		else if (!strcmp(a, "--ipi-storm")) storm = 1;
+		else if (!strcmp(a, "--membarrier")) mb = 1;
+		else if (!strcmp(a, "--perf")) perf = 1;
 		else {
 			fprintf(stderr, "noisegen: unknown argument %s\n", a);
 			return 2;
@@ -152,7 +231,8 @@ int main(int argc, char **argv)
 		for (int c = 0; c < CPU_SETSIZE; c++)
 			if (c != cpu && CPU_ISSET(c, &s)) { hk_cpu = c; break; }
 	}
-	if ((tlb || jit || storm) && hk_cpu < 0) {
+	victim_cpu = cpu;
+	if ((tlb || jit || storm || mb || perf) && hk_cpu < 0) {
 		fprintf(stderr, "noisegen: no housekeeping CPU for the generators\n");
 		return 2;
 	}
@@ -175,14 +255,30 @@ int main(int argc, char **argv)
 	*counter = 0; /* fault it in before the loop */
 
 	pin(cpu);
+	/* Generators are born on the housekeeping CPU: inheriting CPU N they
+	 * would first have to run there to move, and a SCHED_FIFO victim
+	 * without RT throttling never lets them (kernels before 6.12 have no
+	 * fair deadline server to make room). */
 	pthread_t th;
+	pthread_attr_t ga;
+	pthread_attr_init(&ga);
+	if (hk_cpu >= 0) {
+		cpu_set_t hs;
+		CPU_ZERO(&hs);
+		CPU_SET(hk_cpu, &hs);
+		pthread_attr_setaffinity_np(&ga, sizeof(hs), &hs);
+	}
 	if (tlb || storm)
-		pthread_create(&th, NULL, tlb_thread, (void *)(long)storm);
+		pthread_create(&th, &ga, tlb_thread, (void *)(long)storm);
 	if (jit)
-		pthread_create(&th, NULL, jit_thread, NULL);
+		pthread_create(&th, &ga, jit_thread, NULL);
+	if (mb)
+		pthread_create(&th, &ga, membarrier_thread, NULL);
+	if (perf)
+		pthread_create(&th, &ga, perf_thread, NULL);
 
 	char *area = NULL;
-	size_t area_pages = 1 << 16, next_page = 0;
+	size_t area_pages = (size_t)1 << 21, next_page = 0; /* 8 GiB of address space: 21 s at one fault per 10 us */
 	if (fault)
 		area = mmap(NULL, area_pages * 4096, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -222,7 +318,10 @@ int main(int argc, char **argv)
 			break;
 		}
 		if (area && t - last_fault >= period_us * 1000ull) {
-			area[(next_page++ % area_pages) * 4096] = 1;
+			/* A read of an untouched anonymous page faults and maps
+			 * the shared zero page: a fault every time, and no memory
+			 * (a write would allocate a page per fault). */
+			(void)*(volatile char *)&area[(next_page++ % area_pages) * 4096];
 			last_fault = t;
 		}
 	}

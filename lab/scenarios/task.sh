@@ -1,5 +1,5 @@
 # The task isolation API on nohz_full CPU 1 (see lab/tests/task.rs): the
-# seed's three samples, linked statically with libisol, activate through
+# task isolation patch's three samples, linked statically with libisol, activate through
 # isold; persistent, strict and one-shot behaviour, inheritance across
 # fork, the tick-dependency report, and chisol on an unmodified program.
 ifconfig lo 127.0.0.1 up
@@ -18,11 +18,16 @@ done
 # SCHED_FIFO (-f): on 6.12 a SCHED_OTHER task on a nohz_full CPU gets a
 # 1 Hz reschedule IPI from the fair deadline server.
 
-# Persistent: a syscall 6 s into a 12 s loop; isold's view at 7 s (the
-# emulated guest takes seconds to start isol: leave room).
+# Persistent: a syscall 6 s into a 12 s loop (prctl renaming the task,
+# so its effect can be waited for); isold's view just after it.
 userloop -c 1 -f 10 -t 12 -S -r >/tmp/persistent.out 2>&1 &
 P=$!
-sleep 7
+i=0
+until [ "$(cat /proc/$P/comm 2>/dev/null)" = userloop-sc ]; do
+	i=$((i + 1))
+	[ $i -lt 600 ] || { cat /tmp/persistent.out; fail "userloop -S made no syscall within 60 s"; }
+	sleep 0.1
+done
 section persistent_status isol status --json
 wait $P
 section persistent cat /tmp/persistent.out
@@ -32,7 +37,7 @@ section strict userloop -c 1 -f 10 -t 1 -s -o -S
 section computation computation -c 1 -f 10 -n 200000 -r
 section oneshot oneshot -c 1 -f 10 -t 2 -e 3
 section persistent_events oneshot -c 1 -f 10 -t 2 -e 3 -p
-userloop -c 1 -f 10 -t 10 -F >/tmp/fork.out 2>&1 &
+userloop -c 1 -f 10 -t 10 -F -r >/tmp/fork.out 2>&1 &
 F=$!
 i=0
 until grep -q "child: pid=" /tmp/fork.out; do
@@ -40,10 +45,29 @@ until grep -q "child: pid=" /tmp/fork.out; do
 	[ $i -lt 300 ] || { cat /tmp/fork.out; fail "userloop -F did not fork"; }
 	sleep 0.1
 done
-section forkstatus isol status --json
+# The child is registered by the kernel-side fork hook: wait for isold to
+# list it (the child loops 10 s), then keep that answer.
+CHILD=$(sed -n 's/^child: pid=\([0-9]*\).*/\1/p' /tmp/fork.out)
+i=0
+until isol status --json >/tmp/forkstatus.json 2>&1 && grep -q "\"id\": *$CHILD[,}]" /tmp/forkstatus.json; do
+	i=$((i + 1))
+	if [ $i -ge 50 ]; then
+		echo "child $CHILD never listed by isold; last answer:"
+		cat /tmp/forkstatus.json
+		echo "isold log:"
+		cat /tmp/isold.log
+		break
+	fi
+	sleep 0.1
+done
+section forkstatus cat /tmp/forkstatus.json
 wait $F
 section fork cat /tmp/fork.out
 section ptimer userloop -c 1 -f 10 -t 1 -P -r
+# The timers quiesce: a timer of the task's due in 400 ms is waited out;
+# one due in 100 s cannot be, and is named.
+section timers_short userloop -c 1 -f 10 -t 1 -T 400 -r
+section timers_long userloop -c 1 -f 10 -t 1 -T 100000 -r
 # An unmodified program: busybox's shell counting, no libisol.
 section chisol chisol --json -a -q vmstat_sync --cpu 1 -- sh -c 'i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo counted $i'
 kill $D

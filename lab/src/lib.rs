@@ -1,13 +1,12 @@
-//! isol lab: boot Debian's stock 6.12 kernels under QEMU (TCG) with isolation
-//! parameters and run shell scenarios in a busybox initramfs holding a static
-//! `isol`.
+//! isol lab: boot Debian's stock kernels (5.10, 6.1, 6.12; cloud, rt or
+//! generic flavour) under QEMU (TCG) with isolation parameters and run shell
+//! scenarios in a busybox initramfs holding a static `isol`.
 //!
 //! ```no_run
-//! use isol_lab::{Flavour, Lab};
+//! use isol_lab::{Flavour, KernelSpec, Lab, Series};
 //! let out = Lab::new()?
-//!     .kernel(Flavour::Cloud)
-//!     .cmdline("nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1 irqaffinity=0")
-//!     .smp(2)
+//!     .kernel(KernelSpec::new(Series::V6_1, Flavour::Cloud)) // default: 6.12 cloud
+//!     .quiet_cpu1() // CPU 1 isolated as far as this kernel can
 //!     .run_scenario("info")?; // lab/scenarios/info.sh
 //! out.ensure_success()?;
 //! let info = out.json_section("info")?;
@@ -15,20 +14,22 @@
 //! ```
 //!
 //! Environment: `ISOL_LAB_CACHE` (kernel cache, default `lab/cache`),
-//! `ISOL_LAB_KERNEL_VERSION` (e.g. `6.12.117+deb12`), `ISOL_LAB_KERNEL_REFRESH=1`
-//! (ask apt for a newer kernel than the cached one), `ISOL_LAB_BIN` (prebuilt
-//! static isol), `ISOL_LAB_TIMEOUT` (seconds per boot), `ISOL_LAB_KEEP=1`
-//! (keep the run directory with initrd and logs).
+//! `ISOL_LAB_KERNEL_VERSION` (pins per series, e.g. `5.10.0-30,6.12.117+deb12`),
+//! `ISOL_LAB_KERNEL_REFRESH=1` (ask apt for a newer kernel than the cached
+//! one), `ISOL_LAB_BIN` (prebuilt static isol), `ISOL_LAB_TIMEOUT` (seconds
+//! per boot), `ISOL_LAB_KEEP=1` (keep the run directory with initrd and logs).
 
 pub mod initramfs;
 pub mod isol_bin;
 pub mod kernel;
-mod lock;
+pub mod lock;
+pub mod modules;
 pub mod qemu;
 pub mod scenario;
 pub mod testprogs;
 
-pub use kernel::{Flavour, Kernel};
+pub use kernel::{Flavour, Kernel, KernelSpec, Series};
+pub use qemu::Channel;
 pub use scenario::{Outcome, Scenario, Section};
 
 use anyhow::{bail, Context, Result};
@@ -53,15 +54,46 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// domains and away from managed IRQs, callbacks offloaded, device IRQs on
 /// CPU 0; `tsc=reliable` keeps the clocksource watchdog timer (and its
 /// nohz kick) from visiting CPU 1 twice a second, as on a tuned machine.
+/// For kernels with NO_HZ_FULL and RCU_NOCB_CPU (every 6.1 and 6.12
+/// flavour); [`quiet_cpu1_cmdline`] fits it to any kernel.
 pub const QUIET_CPU1: &str =
     "nohz_full=1 isolcpus=nohz,domain,managed_irq,1 rcu_nocbs=1 irqaffinity=0 tsc=reliable";
+
+/// [`QUIET_CPU1`] on a kernel without NO_HZ_FULL and RCU_NOCB_CPU (every
+/// 5.10 flavour): no nohz_full, no isolcpus nohz flag, no rcu_nocbs (the
+/// kernel would not know the parameter and hand it to /init).
+pub const QUIET_CPU1_NO_NOHZ_FULL: &str =
+    "isolcpus=domain,managed_irq,1 irqaffinity=0 tsc=reliable";
+
+/// The quiet-CPU-1 parameters for `kernel`, from its config: [`QUIET_CPU1`]
+/// minus what the kernel is built without.
+pub fn quiet_cpu1_cmdline(kernel: &Kernel) -> Result<String> {
+    let nohz_full = kernel.config_enabled("CONFIG_NO_HZ_FULL")?;
+    let nocb = kernel.config_enabled("CONFIG_RCU_NOCB_CPU")?;
+    let mut p = Vec::new();
+    if nohz_full {
+        p.extend(["nohz_full=1", "isolcpus=nohz,domain,managed_irq,1"]);
+    } else {
+        p.push("isolcpus=domain,managed_irq,1");
+    }
+    if nocb {
+        p.push("rcu_nocbs=1");
+    }
+    p.extend(["irqaffinity=0", "tsc=reliable"]);
+    Ok(p.join(" "))
+}
+
+/// Modules the output channel needs (virtio-serial over PCI); built in on
+/// 6.12, loadable on 5.10 and 6.1.
+const OUTPUT_MODULES: &[&str] = &["virtio_pci", "virtio_console"];
 
 /// A lab VM configuration; `run_*` boots it (one VM at a time per host).
 #[derive(Clone, Debug)]
 pub struct Lab {
     workspace: PathBuf,
     cache: PathBuf,
-    flavour: Flavour,
+    kernel: KernelSpec,
+    quiet_cpu1: bool,
     cmdline: Vec<String>,
     smp: u32,
     memory_mb: u32,
@@ -72,6 +104,7 @@ pub struct Lab {
     isol: bool,
     interactive: bool,
     multithread: bool,
+    virtio_output: bool,
 }
 
 impl Lab {
@@ -98,7 +131,8 @@ impl Lab {
         Ok(Lab {
             workspace,
             cache,
-            flavour: Flavour::Cloud,
+            kernel: KernelSpec::DEFAULT,
+            quiet_cpu1: false,
             cmdline: Vec::new(),
             smp: 2,
             memory_mb: 1024,
@@ -109,17 +143,28 @@ impl Lab {
             isol: true,
             interactive: false,
             multithread: std::env::var("ISOL_LAB_TCG").is_ok_and(|v| v == "multi"),
+            virtio_output: !std::env::var("ISOL_LAB_OUTPUT").is_ok_and(|v| v == "serial"),
         })
     }
 
-    /// The cloud kernel, 2 CPUs, booted with [`QUIET_CPU1`].
-    pub fn quiet_cpu1(self) -> Self {
-        self.kernel(Flavour::Cloud).cmdline(QUIET_CPU1).smp(2)
+    /// The quiet CPU 1 machine: 2 CPUs, booted with [`QUIET_CPU1`] fitted to
+    /// the kernel ([`quiet_cpu1_cmdline`]: no nohz_full on 5.10). Keeps the
+    /// kernel chosen with [`Lab::kernel`], before or after this call
+    /// (default 6.12 cloud).
+    pub fn quiet_cpu1(mut self) -> Self {
+        self.quiet_cpu1 = true;
+        self.smp(2)
     }
 
-    pub fn kernel(mut self, flavour: Flavour) -> Self {
-        self.flavour = flavour;
+    /// Which kernel to boot: a [`KernelSpec`] (series × flavour), or a
+    /// [`Flavour`] alone for that flavour of 6.12.
+    pub fn kernel(mut self, kernel: impl Into<KernelSpec>) -> Self {
+        self.kernel = kernel.into();
         self
+    }
+
+    pub fn kernel_spec(&self) -> KernelSpec {
+        self.kernel
     }
 
     /// Extra kernel parameters (appended; may be called several times).
@@ -199,13 +244,21 @@ impl Lab {
         self
     }
 
+    /// The scenario's output through the virtio port (default) or, with
+    /// `false` (or `ISOL_LAB_OUTPUT=serial`), through ttyS1 as before the
+    /// port existed: to compare, or to rule the port out.
+    pub fn virtio_output(mut self, yes: bool) -> Self {
+        self.virtio_output = yes;
+        self
+    }
+
     pub fn workspace(&self) -> &Path {
         &self.workspace
     }
 
     /// Fetch (or find in the cache) the configured kernel.
     pub fn fetch_kernel(&self) -> Result<Kernel> {
-        kernel::fetch(self.flavour, &self.cache)
+        kernel::fetch(self.kernel, &self.cache)
     }
 
     /// Run `lab/scenarios/NAME.sh`.
@@ -240,11 +293,21 @@ impl Lab {
         isol_bin::ensure_static(busybox)
             .context("the lab needs a static /bin/busybox: apt-get install busybox-static")?;
 
+        let modules = if self.virtio_output {
+            kernel
+                .modules(OUTPUT_MODULES)
+                .context("modules for the output channel")?
+        } else {
+            Vec::new()
+        };
         let mut entries: Vec<(String, Source)> = vec![
             ("/bin/busybox".into(), Source::Host(busybox.into())),
             ("/init".into(), bytes(INIT, 0o755)),
             ("/lab/lib.sh".into(), bytes(LIB_SH, 0o644)),
-            ("/lab/config.sh".into(), bytes(&self.config_sh(), 0o644)),
+            (
+                "/lab/config.sh".into(),
+                bytes(&self.config_sh(&kernel, &modules), 0o644),
+            ),
             ("/lab/scenario.sh".into(), bytes(&script, 0o755)),
         ];
         if self.isol {
@@ -257,6 +320,15 @@ impl Lab {
                 Source::Host(isol_bin::static_chisol(&self.workspace)?),
             ));
         }
+        for m in &modules {
+            entries.push((
+                format!("/lab/modules/{}", m.file_name()),
+                Source::Bytes {
+                    data: m.elf()?,
+                    mode: 0o644,
+                },
+            ));
+        }
         entries.extend(self.files.iter().cloned());
 
         let workdir = tempfile::Builder::new()
@@ -267,6 +339,10 @@ impl Lab {
         initramfs::write(&initrd, &entries)?;
 
         let mut cmdline = BASE_CMDLINE.to_owned();
+        if self.quiet_cpu1 {
+            cmdline.push(' ');
+            cmdline.push_str(&quiet_cpu1_cmdline(&kernel)?);
+        }
         for p in &self.cmdline {
             cmdline.push(' ');
             cmdline.push_str(p);
@@ -285,6 +361,7 @@ impl Lab {
             workdir: workdir.path(),
             interactive: self.interactive,
             multithread: self.multithread,
+            virtio_output: self.virtio_output,
         };
         let mut raw = qemu::boot(&boot)?;
         let mut boot_retries = 0;
@@ -309,6 +386,8 @@ impl Lab {
             guest_uptime,
             total_time: raw.total_time,
             kernel_release: kernel.release.clone(),
+            kernel: kernel.spec,
+            output_channel: raw.channel,
             cmdline,
             boot_retries,
             slot_wait,
@@ -344,13 +423,24 @@ impl Lab {
     }
 
     /// Shell code sourced by /init before the scenario.
-    fn config_sh(&self) -> String {
+    fn config_sh(&self, kernel: &Kernel, modules: &[modules::Module]) -> String {
+        let modules: Vec<String> = modules.iter().map(|m| m.file_name()).collect();
         let mut s = format!(
-            "LAB_MOUNTS={}\nLAB_SHELL={}\nexport LAB_SMP={}\nexport LAB_FLAVOUR={}\n",
+            "LAB_MOUNTS={}\nLAB_SHELL={}\nLAB_MODULES={}\nLAB_OUTPUT_PORT={}\n\
+             export LAB_SMP={}\nexport LAB_FLAVOUR={}\nexport LAB_SERIES={}\n\
+             export LAB_KERNEL={}\n",
             shell_quote(&self.mounts.join(" ")),
             u8::from(self.interactive),
+            shell_quote(&modules.join(" ")),
+            if self.virtio_output {
+                qemu::OUTPUT_PORT
+            } else {
+                ""
+            },
             self.smp,
-            self.flavour.name()
+            kernel.spec.flavour,
+            kernel.spec.series,
+            kernel.spec,
         );
         for (k, v) in &self.env {
             s.push_str(&format!("export {k}={}\n", shell_quote(v)));
@@ -387,4 +477,48 @@ fn shell_quote(s: &str) -> String {
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel_with_config(dir: &Path, name: &str, config: &str) -> Kernel {
+        let path = dir.join(name);
+        std::fs::write(&path, config).unwrap();
+        Kernel {
+            spec: KernelSpec::DEFAULT,
+            package: String::new(),
+            version: String::new(),
+            release: String::new(),
+            vmlinuz: PathBuf::new(),
+            modules_dir: PathBuf::new(),
+            config: path,
+        }
+    }
+
+    #[test]
+    fn quiet_cpu1_follows_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = kernel_with_config(
+            dir.path(),
+            "full",
+            "CONFIG_NO_HZ_FULL=y\nCONFIG_RCU_NOCB_CPU=y\nCONFIG_HZ=250\n",
+        );
+        assert_eq!(quiet_cpu1_cmdline(&full).unwrap(), QUIET_CPU1);
+        // 5.10's configs: neither option is even mentioned.
+        let none = kernel_with_config(dir.path(), "none", "CONFIG_NO_HZ_IDLE=y\n");
+        assert_eq!(quiet_cpu1_cmdline(&none).unwrap(), QUIET_CPU1_NO_NOHZ_FULL);
+        let off = kernel_with_config(
+            dir.path(),
+            "off",
+            "# CONFIG_NO_HZ_FULL is not set\n# CONFIG_RCU_NOCB_CPU is not set\n",
+        );
+        assert_eq!(quiet_cpu1_cmdline(&off).unwrap(), QUIET_CPU1_NO_NOHZ_FULL);
+        assert_eq!(off.config_value("CONFIG_HZ").unwrap(), None);
+        assert_eq!(
+            full.config_value("CONFIG_HZ").unwrap().as_deref(),
+            Some("250")
+        );
+    }
 }

@@ -28,3 +28,11 @@ impl FileLock {
         Ok(FileLock { _lock: lock })
     }
 }
+
+/// The host's CPU 1, which the host tests watch and run victims on: held
+/// by one test at a time across processes (several test binaries, or
+/// several checkouts of the project, on one machine), since a victim or a
+/// SCHED_FIFO loop of one test would starve or interrupt another's.
+pub fn host_cpu1() -> Result<FileLock> {
+    FileLock::exclusive(&std::env::temp_dir().join("isol-host-cpu1.lock"))
+}

@@ -57,6 +57,11 @@ pub struct Outcome {
     pub total_time: Duration,
     /// `uname -r` of the guest kernel.
     pub kernel_release: String,
+    /// The series and flavour booted.
+    pub kernel: crate::KernelSpec,
+    /// How the scenario's output reached the host (None: the guest never
+    /// started the scenario).
+    pub output_channel: Option<crate::Channel>,
     /// Full kernel command line.
     pub cmdline: String,
     /// Boots repeated because the kernel crashed before /init ran (0 or 1).
@@ -112,13 +117,18 @@ impl Outcome {
     /// One-line timing summary.
     pub fn summary(&self) -> String {
         format!(
-            "scenario {} on {}: status {}, boot {:.2}s (guest uptime {}), total {:.2}s{}{}",
+            "scenario {} on {}: status {}, boot {:.2}s (guest uptime {}), total {:.2}s{}{}{}",
             self.scenario,
             self.kernel_release,
             self.status,
             self.boot_time.as_secs_f64(),
             self.guest_uptime.map_or("?".into(), |u| format!("{u:.2}s")),
             self.total_time.as_secs_f64(),
+            if self.output_channel == Some(crate::Channel::Serial) {
+                ", output over ttyS1"
+            } else {
+                ""
+            },
             if self.boot_retries > 0 {
                 " (after a crashed boot)"
             } else {

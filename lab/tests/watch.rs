@@ -20,8 +20,9 @@ fn watch_idle_tlb_and_strict_on_nohz_full() {
     let out = Lab::new()
         .unwrap()
         .quiet_cpu1()
-        // Three captures, each ~25 s of BPF verification under TCG, and
-        // every record printed crosses the emulated serial console.
+        // Three captures; ~45 s in all on an idle host since isol loads
+        // while the victims are stopped (see watch.sh). Before, a victim
+        // spinning under TCG stretched each load to minutes.
         .timeout(std::time::Duration::from_secs(540))
         .file(testprog("noisegen").unwrap(), "/bin/noisegen")
         .run_scenario("watch")

@@ -60,6 +60,16 @@ static inline void sample_setup(const struct sample_opts *o)
 	}
 }
 
+/* The quiesce actions of `want` that this backend has (a kernel with the
+ * task isolation patch quiesces vmstat only, and refuses the rest). */
+static inline uint64_t supported(uint64_t want)
+{
+	struct isol_features f;
+	if (isol_features(&f))
+		die("isol_features");
+	return want & f.quiesce_mask;
+}
+
 static inline void print_report(void)
 {
 	char buf[8192];

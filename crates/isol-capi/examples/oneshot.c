@@ -3,7 +3,8 @@
  * isolation patch's task_isol_oneshot.c).
  *
  *   oneshot [-c CPU] [-f PRIO] [-t SECONDS] [-e EVENTS] [-r]
- *           [-p]   persistent instead, for contrast: re-quiesced per event
+ *           [-p]   persistent instead, for contrast: re-quiesced after each
+ *                  event's system calls (isol_quiesce_if_needed)
  *
  * Events arrive at even intervals (a stand-in for a packet or a message).
  */
@@ -29,30 +30,40 @@ int main(int argc, char **argv)
 
 	struct isol_config cfg;
 	isol_config_default(&cfg);
-	cfg.quiesce_mask = ISOL_QUIESCE_VMSTAT | ISOL_QUIESCE_LRU;
+	cfg.quiesce_mask = supported(ISOL_QUIESCE_VMSTAT | ISOL_QUIESCE_LRU);
 	if (!persistent)
 		cfg.oneshot_mask = cfg.quiesce_mask; /* every action: one-shot mode */
+	else
+		cfg.flags |= ISOL_CFG_ENTRY_COUNTER; /* the check is one load */
 	if (isol_configure(&cfg))
 		die("isol_configure");
 	if (isol_activate())
 		die("isol_activate");
 
 	double t0 = now_s(), step = o.seconds / (events + 1);
-	int handled = 0, requiesced = 0;
+	int handled = 0, requiesced = 0, idle = 0;
 	while (now_s() - t0 < o.seconds) {
 		if (handled < events && now_s() - t0 >= step * (handled + 1)) {
 			/* Handle the event: syscalls, not breaks. */
 			syscall(SYS_getpid);
 			syscall(SYS_sched_yield);
-			/* A persistent task would be quiesced again here; a
-			 * one-shot task is not (0 actions). */
-			requiesced += isol_quiesce();
+			/* A persistent task is quiesced again here because it
+			 * made system calls; a one-shot task is not. */
+			int r = isol_quiesce_if_needed();
+			if (r < 0)
+				die("isol_quiesce_if_needed");
+			requiesced += r;
+			/* No system call since: nothing to do (one load). */
+			r = isol_quiesce_if_needed();
+			if (r < 0)
+				die("isol_quiesce_if_needed");
+			idle += r;
 			handled++;
 		}
 	}
 	if (o.report)
 		print_report();
-	printf("oneshot: events=%d requiesce_actions=%d\n", handled, requiesced);
+	printf("oneshot: events=%d requiesced=%d idle_requiesced=%d\n", handled, requiesced, idle);
 	print_breaks("oneshot");
 	if (isol_deactivate())
 		die("isol_deactivate");

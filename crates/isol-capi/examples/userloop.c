@@ -2,14 +2,20 @@
  * (the task isolation patch's task_isol_userloop.c).
  *
  *   userloop [-c CPU] [-f PRIO] [-t SECONDS] [-r]
- *            [-S]        make a syscall half way (persistent: not a break)
+ *            [-S]        make a syscall half way (persistent: not a break):
+ *                        prctl(PR_SET_NAME, "userloop-sc"), whose effect
+ *                        (the new comm) an observer can wait for
  *            [-s]        strict mode, the task's own syscalls break too;
  *                        the break signal is SIGUSR1, caught and reported
  *            [-o]        with -s: only the task's own entries break it
  *            [-P]        arm a POSIX CPU-time timer first (keeps the tick)
  *            [-F]        inherit active isolation; fork a child that loops
+ *            [-T MS]     arm a CLOCK_MONOTONIC timer firing in MS ms and
+ *                        quiesce timers: activation waits it out, or names
+ *                        it if it cannot within the tick timeout
  */
 #include "common.h"
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -30,7 +36,7 @@ static uint64_t spin(double seconds, int syscall_half_way)
 	while ((t = now_s()) < end && !got_signal) {
 		n++;
 		if (syscall_half_way && !done && t >= half) {
-			syscall(SYS_getppid);
+			syscall(SYS_prctl, PR_SET_NAME, "userloop-sc", 0, 0, 0);
 			done = 1;
 		}
 	}
@@ -41,7 +47,8 @@ int main(int argc, char **argv)
 {
 	struct sample_opts o = { .cpu = -1, .seconds = 2 };
 	int sys = 0, strict = 0, own = 0, ptimer = 0, forks = 0, c;
-	while ((c = getopt(argc, argv, "c:f:t:rSsoPF")) != -1) {
+	long timer_ms = -1;
+	while ((c = getopt(argc, argv, "c:f:t:rSsoPFT:")) != -1) {
 		switch (c) {
 		case 'c': o.cpu = atoi(optarg); break;
 		case 'f': o.fifo = atoi(optarg); break;
@@ -52,6 +59,7 @@ int main(int argc, char **argv)
 		case 'o': own = 1; break;
 		case 'P': ptimer = 1; break;
 		case 'F': forks = 1; break;
+		case 'T': timer_ms = atol(optarg); break;
 		default: return 2;
 		}
 	}
@@ -69,9 +77,23 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (timer_ms >= 0) {
+		timer_t t;
+		struct sigevent ev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR2 };
+		signal(SIGUSR2, SIG_IGN);
+		struct itimerspec its = { .it_value = { .tv_sec = timer_ms / 1000,
+							.tv_nsec = (timer_ms % 1000) * 1000000 } };
+		if (timer_create(CLOCK_MONOTONIC, &ev, &t) || timer_settime(t, 0, &its, NULL)) {
+			perror("timer_create");
+			return 1;
+		}
+	}
+
 	struct isol_config cfg;
 	isol_config_default(&cfg);
-	cfg.quiesce_mask = ISOL_QUIESCE_VMSTAT | ISOL_QUIESCE_LRU;
+	cfg.quiesce_mask = supported(ISOL_QUIESCE_VMSTAT | ISOL_QUIESCE_LRU);
+	if (timer_ms >= 0)
+		cfg.quiesce_mask |= ISOL_QUIESCE_TIMERS;
 	if (strict) {
 		cfg.flags |= ISOL_CFG_STRICT | ISOL_CFG_STRICT_SYSCALLS;
 		if (own)
@@ -100,6 +122,8 @@ int main(int argc, char **argv)
 		}
 		int st;
 		waitpid(child, &st, 0);
+		if (o.report)
+			print_report(); /* which watcher registered the parent */
 		printf("userloop: child exited %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 		isol_deactivate();
 		return 0;

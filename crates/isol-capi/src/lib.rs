@@ -3,7 +3,7 @@
 //! Every function returns 0 (or a count) on success and a negative errno
 //! on failure; `isol_last_error()` then says what went wrong in words
 //! (the missing privilege, kernel feature or bad argument). State is per
-//! thread, like the seed's per-task prctl state.
+//! thread, like the kernel patch's per-task prctl state.
 
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
@@ -12,14 +12,15 @@ use libc::{c_char, c_int, size_t};
 use std::cell::RefCell;
 use std::ffi::CString;
 
-/// Quiesce the per-CPU VM statistics (the seed's ISOL_F_QUIESCE_VMSTATS).
+/// Quiesce the per-CPU VM statistics (the kernel patch's ISOL_F_QUIESCE_VMSTATS).
 pub const ISOL_QUIESCE_VMSTAT: u64 = 1 << 0;
 /// Drain this CPU's LRU and mlock page batches.
 pub const ISOL_QUIESCE_LRU: u64 = 1 << 1;
-/// List the timers still queued on the CPU in the activation report.
+/// Activation waits until no timer is pending on the CPU (a watcher's
+/// wait on a housekeeping CPU) and names the ones it could not wait out.
 pub const ISOL_QUIESCE_TIMERS: u64 = 1 << 2;
 
-/// Children inherit the configuration (the seed's ISOL_INHERIT_CONF).
+/// Children inherit the configuration (the kernel patch's ISOL_INHERIT_CONF).
 pub const ISOL_INHERIT_CONF: u32 = 1 << 0;
 /// Children inherit the activation too (requires ISOL_INHERIT_CONF).
 pub const ISOL_INHERIT_ACTIVE: u32 = 1 << 1;
@@ -33,10 +34,16 @@ pub const ISOL_CFG_STRICT_SYSCALLS: u32 = 1 << 1;
 pub const ISOL_CFG_STRICT_OWN_ONLY: u32 = 1 << 4;
 /// Do not mlockall/prefault at activation.
 pub const ISOL_CFG_NO_MLOCK: u32 = 1 << 2;
+/// Persistent mode: open a per-thread system-call counter so that
+/// isol_quiesce_if_needed() costs one load when the thread made no system
+/// call (needs CAP_PERFMON). Its tracepoint is switched by patching kernel
+/// text: an IPI to every CPU when the first such counter opens and the
+/// last one closes. Without it every check re-quiesces.
+pub const ISOL_CFG_ENTRY_COUNTER: u32 = 1 << 5;
 /// Accept a CPU the kernel does not isolate (tests on ordinary machines).
 pub const ISOL_CFG_ALLOW_UNISOLATED: u32 = 1 << 3;
 
-/// The seed's prctl interface on a patched kernel.
+/// The task isolation patch's prctl interface on a patched kernel.
 pub const ISOL_BACKEND_NATIVE: u32 = 1;
 /// isol's user-space implementation on a stock kernel.
 pub const ISOL_BACKEND_STOCK: u32 = 2;
@@ -149,12 +156,13 @@ pub unsafe extern "C" fn isol_features(out: *mut isol_features) -> c_int {
     }
 }
 
-/// Fill `cfg` with the defaults (vmstat and LRU quiesced, memory locked,
-/// no inheritance, not strict).
+/// Fill `cfg` with the defaults: vmstat and LRU quiesced (on a patched
+/// kernel: what it supports, vmstat), memory locked, no inheritance, not
+/// strict.
 #[no_mangle]
 pub unsafe extern "C" fn isol_config_default(cfg: *mut isol_config) {
     if !cfg.is_null() {
-        *cfg = to_c(&Config::default());
+        *cfg = to_c(&isol_task::default_config());
     }
 }
 
@@ -174,6 +182,9 @@ fn to_c(c: &Config) -> isol_config {
     }
     if c.allow_unisolated {
         flags |= ISOL_CFG_ALLOW_UNISOLATED;
+    }
+    if c.entry_counter {
+        flags |= ISOL_CFG_ENTRY_COUNTER;
     }
     isol_config {
         quiesce_mask: c.quiesce.bits(),
@@ -204,7 +215,8 @@ fn from_c(c: &isol_config) -> Result<Config, isol_task::Error> {
         | ISOL_CFG_STRICT_SYSCALLS
         | ISOL_CFG_STRICT_OWN_ONLY
         | ISOL_CFG_NO_MLOCK
-        | ISOL_CFG_ALLOW_UNISOLATED;
+        | ISOL_CFG_ALLOW_UNISOLATED
+        | ISOL_CFG_ENTRY_COUNTER;
     if c.flags & !known != 0 {
         return Err(bad(format!("unknown flags {:#x}", c.flags & !known)));
     }
@@ -228,6 +240,7 @@ fn from_c(c: &isol_config) -> Result<Config, isol_task::Error> {
             c.tick_timeout_ms as u64
         },
         allow_unisolated: c.flags & ISOL_CFG_ALLOW_UNISOLATED != 0,
+        entry_counter: c.flags & ISOL_CFG_ENTRY_COUNTER != 0,
     };
     cfg.validate()?;
     Ok(cfg)
@@ -245,8 +258,10 @@ pub unsafe extern "C" fn isol_configure(cfg: *const isol_config) -> c_int {
     }
 }
 
-/// This thread's configuration, set by isol_configure() or inherited
-/// (fork, or chisol across exec). Returns 1 if there is one, 0 if not.
+/// This thread's configuration, set by isol_configure() or inherited: by
+/// a child of fork() and a thread of pthread_create() as the inheritance
+/// says, across exec always (chisol -q ... PROG). On a patched kernel the
+/// kernel's (PR_ISOL_CFG_GET). Returns 1 if there is one, 0 if not.
 #[no_mangle]
 pub unsafe extern "C" fn isol_get_config(cfg: *mut isol_config) -> c_int {
     match isol_task::configuration() {
@@ -290,6 +305,19 @@ pub extern "C" fn isol_deactivate() -> c_int {
 pub extern "C" fn isol_quiesce() -> c_int {
     match isol_task::quiesce() {
         Ok(v) => v.len() as c_int,
+        Err(e) => fail(e),
+    }
+}
+
+/// Persistent mode's check: re-quiesce only if this thread entered the
+/// kernel since its last quiesce (one load of a counter the kernel
+/// advances on its system calls, where the thread may open one; the
+/// activation report's "entries" says which). Returns 1 if it re-quiesced,
+/// 0 if nothing was needed, <0 on error.
+#[no_mangle]
+pub extern "C" fn isol_quiesce_if_needed() -> c_int {
+    match isol_task::quiesce_if_needed() {
+        Ok(r) => r as c_int,
         Err(e) => fail(e),
     }
 }

@@ -4,6 +4,7 @@
 //! BPF_RB_NO_WAKEUP so the watched CPU takes no wakeup IPI); it drains it
 //! on a period from a housekeeping CPU.
 
+use crate::cause::Kind;
 use crate::record::{
     self, RawAggKey, RawRecord, RawStrictBreak, RawStrictCfg, RawTickState, Record, Resolver,
 };
@@ -17,53 +18,198 @@ use isol_system::tracefs::{self, Tracefs};
 use isol_system::Root;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, RingBuffer, RingBufferBuilder};
+use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 use std::rc::Rc;
 
-/// Each program and the tracepoint it needs; programs whose tracepoint
-/// this kernel lacks are not loaded (and listed as skipped).
-const PROGRAMS: &[(&str, &str)] = &[
-    ("irq_entry", "irq:irq_handler_entry"),
-    ("irq_exit", "irq:irq_handler_exit"),
-    ("softirq_entry", "irq:softirq_entry"),
-    ("softirq_exit", "irq:softirq_exit"),
-    ("local_timer_entry", "irq_vectors:local_timer_entry"),
-    ("local_timer_exit", "irq_vectors:local_timer_exit"),
-    ("call_function_entry", "irq_vectors:call_function_entry"),
-    ("call_function_exit", "irq_vectors:call_function_exit"),
+/// Where a program attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    /// A tracepoint, `system:event`.
+    Tp(&'static str),
+    /// A kernel function (fentry): needs it traceable on this kernel.
+    Func(&'static str),
+}
+
+impl Hook {
+    fn name(self) -> String {
+        match self {
+            Hook::Tp(t) => t.to_string(),
+            Hook::Func(f) => format!("fentry:{f}"),
+        }
+    }
+}
+
+/// When a program is wanted, besides its hook existing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Always,
+    /// raw_syscalls:sys_enter costs every syscall on every CPU.
+    Syscalls,
+    /// csd_function_entry: only where the queue walk cannot run.
+    NoWalk,
+    /// A sender hook for kernels without csd_queue_cpu.
+    NoCsdQueueTp,
+    /// A sender hook for kernels without ipi_send_cpu.
+    NoIpiSendTp,
+    /// user_exit/user_enter read the task's registers with
+    /// bpf_task_pt_regs() (5.15).
+    TaskPtRegs,
+}
+
+/// Each program, its hook, and when it is loaded. A program whose hook
+/// this kernel lacks is left out (listed as skipped), never a load failure.
+const PROGRAMS: &[(&str, Hook, Want)] = &[
+    ("irq_entry", Hook::Tp("irq:irq_handler_entry"), Want::Always),
+    ("irq_exit", Hook::Tp("irq:irq_handler_exit"), Want::Always),
+    ("softirq_entry", Hook::Tp("irq:softirq_entry"), Want::Always),
+    ("softirq_exit", Hook::Tp("irq:softirq_exit"), Want::Always),
+    (
+        "local_timer_entry",
+        Hook::Tp("irq_vectors:local_timer_entry"),
+        Want::Always,
+    ),
+    (
+        "local_timer_exit",
+        Hook::Tp("irq_vectors:local_timer_exit"),
+        Want::Always,
+    ),
+    (
+        "call_function_entry",
+        Hook::Tp("irq_vectors:call_function_entry"),
+        Want::Always,
+    ),
+    (
+        "call_function_exit",
+        Hook::Tp("irq_vectors:call_function_exit"),
+        Want::Always,
+    ),
     (
         "call_function_single_entry",
-        "irq_vectors:call_function_single_entry",
+        Hook::Tp("irq_vectors:call_function_single_entry"),
+        Want::Always,
     ),
     (
         "call_function_single_exit",
-        "irq_vectors:call_function_single_exit",
+        Hook::Tp("irq_vectors:call_function_single_exit"),
+        Want::Always,
     ),
-    ("reschedule_entry", "irq_vectors:reschedule_entry"),
-    ("reschedule_exit", "irq_vectors:reschedule_exit"),
-    ("irq_work_entry", "irq_vectors:irq_work_entry"),
-    ("irq_work_exit", "irq_vectors:irq_work_exit"),
-    ("csd_queue_cpu", "csd:csd_queue_cpu"),
-    ("ipi_send_cpu", "ipi:ipi_send_cpu"),
-    ("csd_function_entry", "csd:csd_function_entry"),
-    ("timer_expire_entry", "timer:timer_expire_entry"),
-    ("hrtimer_expire_entry", "timer:hrtimer_expire_entry"),
+    (
+        "reschedule_entry",
+        Hook::Tp("irq_vectors:reschedule_entry"),
+        Want::Always,
+    ),
+    (
+        "reschedule_exit",
+        Hook::Tp("irq_vectors:reschedule_exit"),
+        Want::Always,
+    ),
+    (
+        "irq_work_entry",
+        Hook::Tp("irq_vectors:irq_work_entry"),
+        Want::Always,
+    ),
+    (
+        "irq_work_exit",
+        Hook::Tp("irq_vectors:irq_work_exit"),
+        Want::Always,
+    ),
+    ("csd_queue_cpu", Hook::Tp(CSD_QUEUE_TP), Want::Always),
+    ("ipi_send_cpu", Hook::Tp(IPI_SEND_TP), Want::Always),
+    (
+        "csd_function_entry",
+        Hook::Tp("csd:csd_function_entry"),
+        Want::NoWalk,
+    ),
+    (
+        "smp_single_queue",
+        Hook::Func("__smp_call_single_queue"),
+        Want::NoCsdQueueTp,
+    ),
+    (
+        "smp_exec_single",
+        Hook::Func("generic_exec_single"),
+        Want::NoCsdQueueTp,
+    ),
+    (
+        "smp_many_cond",
+        Hook::Func("smp_call_function_many_cond"),
+        Want::NoCsdQueueTp,
+    ),
+    (
+        "smp_send_reschedule",
+        Hook::Func("native_smp_send_reschedule"),
+        Want::NoIpiSendTp,
+    ),
+    (
+        "timer_expire_entry",
+        Hook::Tp("timer:timer_expire_entry"),
+        Want::Always,
+    ),
+    (
+        "hrtimer_expire_entry",
+        Hook::Tp("timer:hrtimer_expire_entry"),
+        Want::Always,
+    ),
     (
         "workqueue_execute_start",
-        "workqueue:workqueue_execute_start",
+        Hook::Tp("workqueue:workqueue_execute_start"),
+        Want::Always,
     ),
-    ("tlb_flush", "tlb:tlb_flush"),
-    ("page_fault_user", "exceptions:page_fault_user"),
-    ("nmi_handler", "nmi:nmi_handler"),
-    ("sched_switch", "sched:sched_switch"),
-    ("user_exit", "context_tracking:user_exit"),
-    ("user_enter", "context_tracking:user_enter"),
-    ("sys_enter", "raw_syscalls:sys_enter"),
-    ("process_fork", "sched:sched_process_fork"),
-    ("tick_stop", "timer:tick_stop"),
+    ("tlb_flush", Hook::Tp("tlb:tlb_flush"), Want::Always),
+    (
+        "page_fault_user",
+        Hook::Tp("exceptions:page_fault_user"),
+        Want::Always,
+    ),
+    ("nmi_handler", Hook::Tp("nmi:nmi_handler"), Want::Always),
+    ("sched_switch", Hook::Tp("sched:sched_switch"), Want::Always),
+    ("user_exit", Hook::Tp(USER_EXIT_TP), Want::TaskPtRegs),
+    (
+        "user_enter",
+        Hook::Tp("context_tracking:user_enter"),
+        Want::TaskPtRegs,
+    ),
+    (
+        "sys_enter",
+        Hook::Tp("raw_syscalls:sys_enter"),
+        Want::Syscalls,
+    ),
+    (
+        "process_fork",
+        Hook::Tp("sched:sched_process_fork"),
+        Want::Always,
+    ),
+    ("tick_stop", Hook::Tp(TICK_STOP_TP), Want::Always),
 ];
+
+/// Without these there is no capture to speak of: a kernel that hides
+/// them (lockdown, a stripped config) is refused, not watched blindly.
+const ESSENTIAL: &[&str] = &[
+    "irq:irq_handler_entry",
+    "irq_vectors:local_timer_entry",
+    "irq_vectors:call_function_single_entry",
+    "sched:sched_switch",
+];
+
+/// Why tracepoints may be hidden: kernel lockdown restricts tracefs.
+fn lockdown_note(root: &Root) -> String {
+    let state = std::fs::read_to_string(root.sys("kernel/security/lockdown")).unwrap_or_default();
+    match state.split_whitespace().find(|w| w.starts_with('[')) {
+        Some(m) if m != "[none]" => format!(
+            ": the kernel is locked down ({}), which restricts tracefs and BPF's reading of kernel memory; isol cannot capture under lockdown (boot with lockdown=none, or without Secure Boot enforcing it)",
+            m.trim_matches(['[', ']'])
+        ),
+        _ => ": check that tracefs is readable and the kernel has CONFIG_TRACEPOINTS".into(),
+    }
+}
+
+const CSD_QUEUE_TP: &str = "csd:csd_queue_cpu";
+const IPI_SEND_TP: &str = "ipi:ipi_send_cpu";
+const USER_EXIT_TP: &str = "context_tracking:user_exit";
+const TICK_STOP_TP: &str = "timer:tick_stop";
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -81,18 +227,208 @@ pub struct Options {
     pub ring_bytes: u32,
 }
 
-/// A running capture. Detaches everything when dropped.
+/// How this kernel gives each fact isol reports: chosen at load time from
+/// what the kernel has, and said (by `isol doctor`, in every summary).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Sources {
+    /// Interruption boundaries: exact user/kernel transitions (context
+    /// tracking, nohz_full CPUs) or handler entry/exit.
+    pub boundaries: &'static str,
+    /// The function an IPI ran on the watched CPU; None: not named.
+    pub ipi_function: Option<&'static str>,
+    /// Who sent an IPI (CPU, task, stack); None: not known.
+    pub ipi_sender: Option<&'static str>,
+    /// Whether the sender ran in a task or an interrupt.
+    pub sender_context: &'static str,
+    /// Why the tick does not stop; None: not known.
+    pub tick_stop: Option<&'static str>,
+    /// The kernel has context tracking's tracepoints (nohz_full CPUs).
+    #[serde(skip)]
+    context_tracking: bool,
+    /// bpf_task_pt_regs() is there (5.15).
+    #[serde(skip)]
+    task_pt_regs: bool,
+    /// Per-CPU variables readable through kallsyms (CONFIG_KALLSYMS_ALL).
+    #[serde(skip)]
+    kallsyms_all: bool,
+    /// How the task's own syscalls are seen, if they are.
+    #[serde(skip)]
+    syscalls: Option<&'static str>,
+}
+
+/// One thing isol can tell on this kernel, and how (or why not): what
+/// `isol doctor` prints, and README's table of kernels.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Capability {
+    /// Stable id: exact_boundaries, ipi_function, ipi_sender,
+    /// sender_context, tick_stop_reason, strict_mode, strict_syscalls.
+    pub name: &'static str,
+    pub available: bool,
+    /// The mechanism, or why it is missing.
+    pub how: String,
+}
+
+impl Sources {
+    pub fn capabilities(&self) -> Vec<Capability> {
+        let cap = |name, got: Option<&str>, why_not: &str| Capability {
+            name,
+            available: got.is_some(),
+            how: got.map_or_else(|| why_not.to_string(), str::to_string),
+        };
+        let exact = if !self.context_tracking {
+            "no context tracking on this kernel (built without NO_HZ_FULL, or no nohz_full CPUs): interruptions are bounded by their handlers"
+        } else if !self.task_pt_regs {
+            "context tracking is there, but bpf_task_pt_regs() (5.15) is not: interruptions are bounded by their handlers"
+        } else {
+            ""
+        };
+        vec![
+            cap(
+                "exact_boundaries",
+                (exact.is_empty()).then_some(self.boundaries),
+                exact,
+            ),
+            cap(
+                "ipi_function",
+                self.ipi_function,
+                "neither csd:csd_function_entry (6.4) nor the call-function queue (needs CONFIG_KALLSYMS_ALL): IPIs are named by vector only",
+            ),
+            cap(
+                "ipi_sender",
+                self.ipi_sender,
+                "neither csd:csd_queue_cpu (6.4) nor the sender functions (fentry, and CONFIG_KALLSYMS_ALL) are available",
+            ),
+            Capability {
+                name: "sender_context",
+                available: true,
+                how: self.sender_context.to_string(),
+            },
+            cap(
+                "tick_stop_reason",
+                self.tick_stop,
+                "no timer:tick_stop tracepoint (kernel without NO_HZ_COMMON)",
+            ),
+            Capability {
+                name: "strict_mode",
+                available: true,
+                how: "a signal sent from the first interrupting handler (bpf_send_signal_thread), before the task runs again".into(),
+            },
+            cap(
+                "strict_syscalls",
+                self.syscalls,
+                "no raw_syscalls:sys_enter tracepoint",
+            ),
+        ]
+    }
+}
+
+/// The loaded object, owned: the skeleton borrows the open object's
+/// storage, so both live in one heap allocation pair and are dropped
+/// together, skeleton first (its links detach every program, then the
+/// object closes its maps).
+struct Loaded {
+    skel: std::mem::ManuallyDrop<Box<CaptureSkel<'static>>>,
+    _storage: Box<MaybeUninit<libbpf_rs::OpenObject>>,
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here, before the storage it borrows.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.skel) };
+    }
+}
+
+/// A running capture. Dropping it detaches every program and frees its
+/// maps.
 pub struct Capture {
-    skel: &'static CaptureSkel<'static>,
+    // Field order is drop order: the ring reads a map of the object.
     ring: RingBuffer<'static>,
+    loaded: Loaded,
     queue: Rc<RefCell<VecDeque<RawRecord>>>,
     strict_count: *mut u32,
+    armed: *mut u32,
     pub resolver: Resolver,
-    /// Programs attached, by tracepoint.
-    pub attached: Vec<&'static str>,
-    /// Tracepoints this kernel lacks (their programs were not loaded).
-    pub skipped: Vec<&'static str>,
+    /// Hooks attached (tracepoints as `system:event`, functions as
+    /// `fentry:name`).
+    pub attached: Vec<String>,
+    /// Hooks this kernel lacks (their programs were not loaded).
+    pub skipped: Vec<String>,
+    pub sources: Sources,
     pub options: Options,
+    /// /proc/interrupts for the watched CPUs just before and just after
+    /// the programs were armed.
+    vectors_at_arm: (Vec<VectorCounts>, Vec<VectorCounts>),
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        // Disarm before detaching: detaching patches kernel text, which
+        // IPIs every CPU, and that must not count as a registered task's
+        // break (isol's own doing, not the application's).
+        self.set_armed(false);
+    }
+}
+
+/// Kernel symbols the programs use, from /proc/kallsyms.
+struct KernelSymbols {
+    per_cpu_offset: Option<u64>,
+    preempt_count: Option<u64>,
+    pcpu_hot: Option<u64>,
+    call_single_queue: Option<u64>,
+    cfd_data: Option<u64>,
+    sched_ttwu_pending: Option<u64>,
+}
+
+impl KernelSymbols {
+    fn read() -> KernelSymbols {
+        let a = crate::ksyms::Ksyms::addresses(&[
+            "__per_cpu_offset",
+            "__preempt_count",
+            "pcpu_hot",
+            "call_single_queue",
+            "cfd_data",
+            "sched_ttwu_pending",
+        ]);
+        KernelSymbols {
+            per_cpu_offset: a[0],
+            preempt_count: a[1],
+            pcpu_hot: a[2],
+            call_single_queue: a[3],
+            cfd_data: a[4],
+            sched_ttwu_pending: a[5],
+        }
+    }
+    /// Per-CPU variables can be read (needs CONFIG_KALLSYMS_ALL).
+    fn per_cpu(&self) -> bool {
+        self.per_cpu_offset.is_some()
+    }
+    fn can_walk_queue(&self) -> bool {
+        self.per_cpu() && self.call_single_queue.is_some() && self.sched_ttwu_pending.is_some()
+    }
+}
+
+/// Functions fentry can attach to on this kernel.
+fn traceable_functions(tfs: &std::path::Path) -> std::collections::HashSet<String> {
+    std::fs::read_to_string(tfs.join("available_filter_functions"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// bpf_task_pt_regs() (5.15) can be called by tracing programs here.
+fn has_task_pt_regs() -> bool {
+    use libbpf_rs::libbpf_sys as sys;
+    // SAFETY: a probe with no options.
+    let r = unsafe {
+        sys::libbpf_probe_bpf_helper(
+            sys::BPF_PROG_TYPE_KPROBE,
+            sys::BPF_FUNC_task_pt_regs,
+            std::ptr::null(),
+        )
+    };
+    r == 1
 }
 
 impl Capture {
@@ -113,12 +449,27 @@ impl Capture {
         if let Some(bad) = opts.cpus.iter().find(|c| *c as usize >= 128 * 64) {
             bail!("CPU {bad} is beyond the 8192 CPUs isol can watch");
         }
+        if opts.ring_bytes != 0 && (!opts.ring_bytes.is_power_of_two() || opts.ring_bytes < 4096) {
+            bail!(
+                "ring buffer size {} is not a power of two of at least 4096 bytes",
+                opts.ring_bytes
+            );
+        }
 
-        let obj = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut storage: Box<MaybeUninit<libbpf_rs::OpenObject>> = Box::new(MaybeUninit::uninit());
+        // SAFETY: the storage is heap-allocated, never moved, and outlives
+        // the skeleton (see `Loaded`), so extending the borrow is sound.
+        let storage_ref: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
+            unsafe { &mut *(storage.as_mut() as *mut _) };
         let mut open: OpenCaptureSkel<'static> = CaptureSkelBuilder::default()
-            .open(obj)
+            .open(storage_ref)
             .context("opening the BPF object")?;
 
+        let syms = KernelSymbols::read();
+        let has = |t: &str| tracefs::has_event(&tfs, t);
+        let walk = syms.can_walk_queue();
+        let funcs = traceable_functions(&tfs);
+        let pt_regs = has_task_pt_regs();
         let rodata = open.maps.rodata_data.as_deref_mut().context("no rodata")?;
         for c in opts.cpus.iter() {
             rodata.watch_mask[(c / 64) as usize] |= 1u64 << (c % 64);
@@ -127,49 +478,122 @@ impl Capture {
             rodata.target_tgid = p;
         }
         rodata.want_syscalls = opts.syscalls as u8;
+        rodata.kallsyms_per_cpu_offset = syms.per_cpu_offset.unwrap_or(0);
+        rodata.kallsyms_preempt_count = syms.preempt_count.unwrap_or(0);
+        rodata.kallsyms_pcpu_hot = syms.pcpu_hot.unwrap_or(0);
+        rodata.kallsyms_call_single_queue = syms.call_single_queue.unwrap_or(0);
+        rodata.kallsyms_cfd_data = syms.cfd_data.unwrap_or(0);
+        rodata.kallsyms_sched_ttwu_pending = syms.sched_ttwu_pending.unwrap_or(0);
+        rodata.walk_csd_queue = walk as u8;
+        rodata.cpumask_words = isol_system::topology::possible_cpus(&root)
+            .and_then(|p| p.last())
+            .map_or(1, |last| last / 64 + 1);
 
         if opts.ring_bytes != 0 {
-            let page = 4096u32;
-            if !opts.ring_bytes.is_power_of_two() || opts.ring_bytes < page {
-                bail!(
-                    "ring buffer size {} is not a power of two of at least {page} bytes",
-                    opts.ring_bytes
-                );
-            }
             open.maps.events.set_max_entries(opts.ring_bytes)?;
         }
         let mut attached = Vec::new();
         let mut skipped = Vec::new();
         for mut prog in open.open_object_mut().progs_mut() {
             let name = prog.name().to_string_lossy().into_owned();
-            let Some(&(_, event)) = PROGRAMS.iter().find(|(p, _)| *p == name) else {
+            let Some(&(_, hook, want)) = PROGRAMS.iter().find(|(p, _, _)| *p == name) else {
                 continue;
             };
-            let wanted = event != "raw_syscalls:sys_enter" || opts.syscalls || opts.strict_syscalls;
-            let present = tracefs::has_event(&tfs, event);
-            if !present {
-                skipped.push(event);
+            let present = match hook {
+                Hook::Tp(t) => has(t),
+                Hook::Func(f) => funcs.contains(f),
+            };
+            let wanted = match want {
+                Want::Always => true,
+                Want::Syscalls => opts.syscalls || opts.strict_syscalls,
+                Want::NoWalk => !walk,
+                Want::NoCsdQueueTp => !has(CSD_QUEUE_TP),
+                Want::NoIpiSendTp => !has(IPI_SEND_TP),
+                Want::TaskPtRegs => pt_regs,
+            };
+            if !present && wanted {
+                skipped.push(hook.name());
             }
             if wanted && present {
-                attached.push(event);
+                attached.push(hook.name());
             } else {
                 prog.set_autoload(false);
             }
         }
+        let missing: Vec<&str> = ESSENTIAL.iter().copied().filter(|e| !has(e)).collect();
+        if !missing.is_empty() {
+            bail!(
+                "this kernel does not expose the tracepoints isol's capture stands on ({}){}",
+                missing.join(", "),
+                lockdown_note(&root)
+            );
+        }
+        let on = |h: &str| attached.iter().any(|a| a == h);
+        let sources = Sources {
+            boundaries: if on(USER_EXIT_TP) {
+                "context tracking (exact user/kernel transitions on nohz_full CPUs)"
+            } else {
+                "interrupt and exception handler entry/exit tracepoints"
+            },
+            ipi_function: if walk {
+                Some("call-function queue read at the vector (kallsyms)")
+            } else if on("csd:csd_function_entry") {
+                Some("csd:csd_function_entry")
+            } else {
+                None
+            },
+            ipi_sender: if on(CSD_QUEUE_TP) {
+                Some("csd:csd_queue_cpu and ipi:ipi_send_cpu")
+            } else if on("fentry:__smp_call_single_queue")
+                && on("fentry:smp_call_function_many_cond")
+                && syms.per_cpu()
+            {
+                Some("fentry on __smp_call_single_queue, generic_exec_single, smp_call_function_many_cond, native_smp_send_reschedule")
+            } else {
+                None
+            },
+            sender_context: if syms.per_cpu()
+                && (syms.preempt_count.is_some() || syms.pcpu_hot.is_some())
+            {
+                "preempt count (kallsyms)"
+            } else {
+                "sender stack (no CONFIG_KALLSYMS_ALL)"
+            },
+            tick_stop: on(TICK_STOP_TP).then_some(TICK_STOP_TP),
+            context_tracking: has(USER_EXIT_TP),
+            task_pt_regs: pt_regs,
+            kallsyms_all: syms.per_cpu(),
+            syscalls: if on(USER_EXIT_TP) {
+                Some("context tracking (user_exit) on nohz_full CPUs; raw_syscalls:sys_enter elsewhere, attached only when asked")
+            } else if has("raw_syscalls:sys_enter") {
+                Some("raw_syscalls:sys_enter, attached only when asked (it costs every syscall on every CPU)")
+            } else {
+                None
+            },
+        };
 
         let mut skel = open.load().context("loading the BPF programs (verifier)")?;
         let bss = skel.maps.bss_data.as_deref_mut().context("no bss")?;
         let strict_count = &mut bss.strict_count as *mut u32;
         let armed = &mut bss.armed as *mut u32;
         skel.attach().context("attaching the BPF programs")?;
-        // SAFETY: .bss is mmap'ed for the object's lifetime (leaked below).
+        // SAFETY: .bss is mmap'ed for the object's lifetime (owned below).
+        let before_arm = kernel_vectors(&opts.cpus);
         unsafe { std::ptr::write_volatile(armed, 1) };
-        let skel: &'static CaptureSkel<'static> = Box::leak(Box::new(skel));
+        let vectors_at_arm = (before_arm, kernel_vectors(&opts.cpus));
+        let loaded = Loaded {
+            skel: std::mem::ManuallyDrop::new(Box::new(skel)),
+            _storage: storage,
+        };
 
         let queue = Rc::new(RefCell::new(VecDeque::new()));
         let q = queue.clone();
         let mut rb = RingBufferBuilder::new();
-        rb.add(&skel.maps.events, move |data: &[u8]| {
+        // SAFETY: the skeleton is boxed (stable address) and outlives the
+        // ring, which is dropped first (field order of Capture).
+        let events: &'static libbpf_rs::MapMut<'static> =
+            unsafe { &*(&loaded.skel.maps.events as *const libbpf_rs::MapMut<'static>) };
+        rb.add(events, move |data: &[u8]| {
             if let Some(r) = record::from_bytes::<RawRecord>(data) {
                 q.borrow_mut().push_back(r);
             }
@@ -177,15 +601,97 @@ impl Capture {
         })?;
         let ring = rb.build()?;
         Ok(Capture {
-            skel,
             ring,
+            loaded,
             queue,
             strict_count,
+            armed,
             resolver: Resolver::new(),
             attached,
             skipped,
+            sources,
             options: opts,
+            vectors_at_arm,
         })
+    }
+
+    /// isol's vector counts beside the kernel's own (/proc/interrupts
+    /// deltas). The kernel is read around each end of isol's counting, so
+    /// its figure is a range: `kernel` counts from just after arming to
+    /// just before isol's read (no more than isol can have seen),
+    /// `kernel_max` from just before arming to just after it (no less).
+    /// Nothing was lost when `kernel <= isol <= kernel_max`.
+    pub fn vector_check(&self) -> Vec<VectorCheck> {
+        let before = kernel_vectors(&self.options.cpus);
+        let isol = self.vector_counts();
+        let after = kernel_vectors(&self.options.cpus);
+        let (arm0, arm1) = &self.vectors_at_arm;
+        let delta = |a: &VectorCounts, b: &VectorCounts| VectorCounts {
+            cpu: a.cpu,
+            local_timer: a.local_timer.saturating_sub(b.local_timer),
+            call_function: a.call_function.saturating_sub(b.call_function),
+            reschedule: a.reschedule.saturating_sub(b.reschedule),
+            irq_work: a.irq_work.saturating_sub(b.irq_work),
+        };
+        isol.into_iter()
+            .enumerate()
+            .filter_map(|(i, v)| {
+                Some(VectorCheck {
+                    cpu: v.cpu,
+                    isol: v,
+                    kernel: delta(before.get(i)?, arm1.get(i)?),
+                    kernel_max: delta(after.get(i)?, arm0.get(i)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Arm or disarm every program. Disarmed, they ignore everything: do
+    /// it before anything of isol's patches kernel text (attaching another
+    /// capture IPIs every CPU, which must not break a registered task).
+    pub fn set_armed(&self, on: bool) {
+        // SAFETY: .bss is mapped as long as `loaded` lives.
+        unsafe { std::ptr::write_volatile(self.armed, on as u32) };
+    }
+
+    fn skel(&self) -> &CaptureSkel<'static> {
+        &self.loaded.skel
+    }
+
+    /// Per watched CPU, how many times each vector's handler began since
+    /// the capture started: local timer, call function (single and
+    /// many), reschedule, irq_work (isol's own included).
+    pub fn vector_counts(&self) -> Vec<VectorCounts> {
+        let m = &self.skel().maps.kind_counts;
+        let per_cpu = |k: Kind| -> Vec<u64> {
+            m.lookup_percpu(&(k as u32).to_ne_bytes(), MapFlags::ANY)
+                .ok()
+                .flatten()
+                .map(|v| {
+                    v.iter()
+                        .map(|b| record::from_bytes::<u64>(b).unwrap_or(0))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let timer = per_cpu(Kind::LocalTimer);
+        let cf = per_cpu(Kind::CallFunction);
+        let cfs = per_cpu(Kind::CallFunctionSingle);
+        let res = per_cpu(Kind::Reschedule);
+        let iw = per_cpu(Kind::IrqWork);
+        let isol = per_cpu(Kind::IsolSignal);
+        let at = |v: &Vec<u64>, c: u32| v.get(c as usize).copied().unwrap_or(0);
+        self.options
+            .cpus
+            .iter()
+            .map(|c| VectorCounts {
+                cpu: c,
+                local_timer: at(&timer, c),
+                call_function: at(&cf, c) + at(&cfs, c),
+                reschedule: at(&res, c),
+                irq_work: at(&iw, c) + at(&isol, c),
+            })
+            .collect()
     }
 
     /// Drain the ring buffer without blocking; returns raw records.
@@ -207,7 +713,7 @@ impl Capture {
     /// A kernel stack from the stack map, innermost first.
     pub fn stack(&self, id: i32) -> Vec<u64> {
         let Ok(Some(b)) = self
-            .skel
+            .skel()
             .maps
             .stacks
             .lookup(&(id as u32).to_ne_bytes(), MapFlags::ANY)
@@ -223,7 +729,7 @@ impl Capture {
     /// In-kernel aggregates per CPU x primary cause, merged by resolved
     /// name (one row per kthread name rather than per pid).
     pub fn aggregates(&self) -> Vec<Aggregate> {
-        let m = &self.skel.maps.agg;
+        let m = &self.skel().maps.agg;
         let mut rows: Vec<Aggregate> = Vec::new();
         for k in m.keys() {
             let Some(key) = record::from_bytes::<RawAggKey>(&k) else {
@@ -232,7 +738,7 @@ impl Capture {
             let Ok(Some(v)) = m.lookup(&k, MapFlags::ANY) else {
                 continue;
             };
-            let Some(v) = record::agg_val(&v) else {
+            let Some(v) = record::from_bytes::<record::RawAggVal>(&v) else {
                 continue;
             };
             let mut cause = self.resolver.cause(&record::RawCause {
@@ -273,7 +779,7 @@ impl Capture {
 
     /// Everything dropped so far, summed over CPUs.
     pub fn drops(&self) -> Drops {
-        let m = &self.skel.maps.drops;
+        let m = &self.skel().maps.drops;
         let get = |i: u32| -> u64 {
             m.lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)
                 .ok()
@@ -281,12 +787,13 @@ impl Capture {
                 .map(|v| v.iter().filter_map(|b| record::from_bytes::<u64>(b)).sum())
                 .unwrap_or(0)
         };
+        use isol_abi::raw;
         Drops {
-            ringbuf: get(0),
-            aggregation: get(1),
-            stack: get(2),
-            sender: get(3),
-            nesting: get(4),
+            ringbuf: get(raw::DROP_RINGBUF),
+            aggregation: get(raw::DROP_AGG),
+            stack: get(raw::DROP_STACK),
+            sender: get(raw::DROP_SENDER),
+            nesting: get(raw::DROP_NESTING),
         }
     }
 
@@ -294,7 +801,7 @@ impl Capture {
     /// its next interruption of a class in `cfg` signals it (strict), or
     /// is counted (`cfg.signal == 0`).
     pub fn register_strict(&self, id: u32, process: bool, cfg: &StrictConfig) -> Result<()> {
-        let key = if process { id | 0x8000_0000 } else { id };
+        let key = isol_abi::strict_key(id, process);
         let v = RawStrictCfg {
             signal: cfg.signal as u32,
             flags: process as u32 | (cfg.inherit as u32) << 1 | (cfg.pending as u32) << 2,
@@ -302,28 +809,32 @@ impl Capture {
             pad: 0,
             progress_addr: cfg.progress_addr,
         };
-        self.skel
+        self.skel()
             .maps
             .strict
-            .update(&key.to_ne_bytes(), record::as_bytes(&v), MapFlags::ANY)
+            .update(
+                &key.to_ne_bytes(),
+                isol_abi::bytemuck::bytes_of(&v),
+                MapFlags::ANY,
+            )
             .context("registering the strict task")?;
         // SAFETY: points into the loaded object's mmap'ed .bss, alive as
-        // long as the leaked skeleton.
+        // long as `loaded`.
         unsafe { std::ptr::write_volatile(self.strict_count, 1) };
         Ok(())
     }
 
     pub fn unregister_strict(&self, id: u32, process: bool) {
-        let key = if process { id | 0x8000_0000 } else { id };
-        let _ = self.skel.maps.strict.delete(&key.to_ne_bytes());
+        let key = isol_abi::strict_key(id, process);
+        let _ = self.skel().maps.strict.delete(&key.to_ne_bytes());
     }
 
     /// Whether the registration for `id` is still there (a strict one
     /// ends at its break).
     pub fn is_registered(&self, id: u32, process: bool) -> bool {
-        let key = if process { id | 0x8000_0000 } else { id };
+        let key = isol_abi::strict_key(id, process);
         matches!(
-            self.skel
+            self.skel()
                 .maps
                 .strict
                 .lookup(&key.to_ne_bytes(), MapFlags::ANY),
@@ -333,28 +844,28 @@ impl Capture {
 
     /// Registration keys present (tid, or pid with the process bit).
     pub fn registrations(&self) -> Vec<(u32, bool)> {
-        self.skel
+        self.skel()
             .maps
             .strict
             .keys()
             .filter_map(|k| record::from_bytes::<u32>(&k))
-            .map(|k| (k & 0x7fff_ffff, k & 0x8000_0000 != 0))
+            .map(isol_abi::strict_key_parts)
             .collect()
     }
 
     /// Forget the break record of a task (before it registers again).
     pub fn clear_break(&self, tid: u32) {
-        let _ = self.skel.maps.breaks.delete(&tid.to_ne_bytes());
+        let _ = self.skel().maps.breaks.delete(&tid.to_ne_bytes());
     }
 
     /// The tick on `cpu` as timer:tick_stop saw it; None when the
     /// tracepoint is missing or the CPU is not watched.
     pub fn tick_state(&self, cpu: u32) -> Option<TickState> {
-        if !self.attached.contains(&"timer:tick_stop") {
+        if !self.attached.iter().any(|a| a == TICK_STOP_TP) {
             return None;
         }
         let v = self
-            .skel
+            .skel()
             .maps
             .ticks
             .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
@@ -371,7 +882,7 @@ impl Capture {
 
     /// Breaks recorded so far (tid -> cause), named.
     pub fn breaks(&self) -> Vec<StrictBreak> {
-        let m = &self.skel.maps.breaks;
+        let m = &self.skel().maps.breaks;
         let mut out = Vec::new();
         for k in m.keys() {
             let Ok(Some(v)) = m.lookup(&k, MapFlags::ANY) else {
@@ -392,4 +903,48 @@ impl Capture {
         }
         out
     }
+}
+
+/// Vector entries on one watched CPU, as isol counted them: the figures
+/// /proc/interrupts shows as LOC, CAL, RES and IWI.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct VectorCounts {
+    pub cpu: u32,
+    pub local_timer: u64,
+    pub call_function: u64,
+    pub reschedule: u64,
+    pub irq_work: u64,
+}
+
+/// One watched CPU's vectors: isol's counts and the kernel's, over the
+/// same run: `kernel <= isol <= kernel_max` when nothing was lost.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct VectorCheck {
+    pub cpu: u32,
+    pub isol: VectorCounts,
+    /// /proc/interrupts LOC, CAL, RES and IWI deltas over the part of the
+    /// run isol surely saw...
+    pub kernel: VectorCounts,
+    /// ...and over a span that surely holds all of it.
+    pub kernel_max: VectorCounts,
+}
+
+/// The vector lines of /proc/interrupts for `cpus`.
+fn kernel_vectors(cpus: &CpuSet) -> Vec<VectorCounts> {
+    let arch = isol_system::irq::arch_interrupts(&Root::default());
+    let get = |name: &str, cpu: u32| {
+        arch.iter()
+            .find(|l| l.name == name)
+            .and_then(|l| l.counts.get(&cpu).copied())
+            .unwrap_or(0)
+    };
+    cpus.iter()
+        .map(|cpu| VectorCounts {
+            cpu,
+            local_timer: get("LOC", cpu),
+            call_function: get("CAL", cpu),
+            reschedule: get("RES", cpu),
+            irq_work: get("IWI", cpu),
+        })
+        .collect()
 }

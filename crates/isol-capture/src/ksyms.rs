@@ -38,6 +38,31 @@ impl Ksyms {
         Ksyms { syms, by_name }
     }
 
+    /// Addresses of `names` of any symbol type (data and per-CPU
+    /// variables too; a per-CPU variable's address may be small, its
+    /// offset in the per-CPU area). None where kallsyms does not list it
+    /// (kernels without CONFIG_KALLSYMS_ALL list code only).
+    pub fn addresses(names: &[&str]) -> Vec<Option<u64>> {
+        let text = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+        Self::parse_addresses(&text, names)
+    }
+
+    fn parse_addresses(text: &str, names: &[&str]) -> Vec<Option<u64>> {
+        let mut out = vec![None; names.len()];
+        for l in text.lines() {
+            let mut f = l.split_whitespace();
+            let (Some(a), Some(_), Some(n), None) = (f.next(), f.next(), f.next(), f.next()) else {
+                continue; // module symbols carry a fourth field
+            };
+            if let Some(i) = names.iter().position(|w| *w == n) {
+                if out[i].is_none() {
+                    out[i] = u64::from_str_radix(a, 16).ok();
+                }
+            }
+        }
+        out
+    }
+
     pub fn addr_of(&self, name: &str) -> Option<u64> {
         self.by_name.get(name).copied()
     }
@@ -78,5 +103,15 @@ mod tests {
         assert_eq!(k.name(0xffffffff81000210), "flush_tlb_func+0x110");
         assert_eq!(k.name(0x10), "0x10");
         assert_eq!(k.addr_of("end"), Some(0xffffffff81000300));
+    }
+
+    #[test]
+    fn data_and_per_cpu_addresses() {
+        let text = "0000000000000000 A fixed_percpu_data\n000000000001f2c0 D __preempt_count\nffffffff82a0b000 D __per_cpu_offset\nffffffffc0001000 t foo\t[mod]\n";
+        let a = Ksyms::parse_addresses(
+            text,
+            &["__per_cpu_offset", "__preempt_count", "foo", "nope"],
+        );
+        assert_eq!(a, vec![Some(0xffffffff82a0b000), Some(0x1f2c0), None, None]);
     }
 }

@@ -1,4 +1,4 @@
-//! Records from the BPF side: byte-exact mirrors of bpf/capture.h and
+//! Records from the BPF side (the structs of isol-abi's capture.h) and
 //! their decoded, named form (the JSON of `isol watch --events`).
 
 use crate::cause::{softirq_name, tlb_reason, Class, Kind};
@@ -6,119 +6,28 @@ use crate::ksyms::Ksyms;
 use serde::Serialize;
 use std::collections::HashMap;
 
-pub const MAX_CHAIN: usize = 8;
-pub const HIST_BUCKETS: usize = 32;
+use isol_abi::raw;
 
-pub const REC_EXACT: u32 = 1 << 0;
-pub const REC_TRUNCATED: u32 = 1 << 1;
-pub const REC_STRICT_BREAK: u32 = 1 << 2;
-pub const REC_NO_DURATION: u32 = 1 << 3;
-pub const REC_IDLE: u32 = 1 << 4;
+pub const MAX_CHAIN: usize = raw::MAX_CHAIN as usize;
+pub const HIST_BUCKETS: usize = raw::HIST_BUCKETS as usize;
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct RawCause {
-    pub class: u8,
-    pub kind: u8,
-    pub pad: u16,
-    pub arg: u32,
-    pub addr: u64,
-}
+pub const REC_EXACT: u32 = raw::REC_EXACT;
+pub const REC_TRUNCATED: u32 = raw::REC_TRUNCATED;
+pub const REC_STRICT_BREAK: u32 = raw::REC_STRICT_BREAK;
+pub const REC_NO_DURATION: u32 = raw::REC_NO_DURATION;
+pub const REC_IDLE: u32 = raw::REC_IDLE;
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawSender {
-    pub callsite: u64,
-    pub func: u64,
-    pub stack_id: i32,
-    pub cpu: u32,
-    pub pid: u32,
-    pub valid: u32,
-    pub comm: [u8; 16],
-}
+/// The structs of capture.h (generated; see crate isol-abi).
+pub type RawCause = raw::cause;
+pub type RawSender = raw::sender;
+pub type RawRecord = raw::record;
+pub type RawAggKey = raw::agg_key;
+pub type RawAggVal = raw::agg_val;
+pub type RawStrictCfg = raw::strict_cfg;
+pub type RawStrictBreak = raw::strict_break;
+pub type RawTickState = raw::tick_state;
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawRecord {
-    pub start_ns: u64,
-    pub duration_ns: u64,
-    pub cpu: u32,
-    pub tid: u32,
-    pub tgid: u32,
-    pub flags: u32,
-    pub nchain: u32,
-    pub pad: u32,
-    pub comm: [u8; 16],
-    pub primary: RawCause,
-    pub chain: [RawCause; MAX_CHAIN],
-    pub sender: RawSender,
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct RawAggKey {
-    pub cpu: u32,
-    pub class: u8,
-    pub kind: u8,
-    pub pad: u16,
-    pub arg: u32,
-    pub pad2: u32,
-    pub addr: u64,
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct RawAggVal {
-    pub count: u64,
-    pub total_ns: u64,
-    pub max_ns: u64,
-    pub hist: [u64; HIST_BUCKETS],
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawStrictCfg {
-    pub signal: u32,
-    pub flags: u32,
-    pub classes: u32,
-    pub pad: u32,
-    pub progress_addr: u64,
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawStrictBreak {
-    pub ts_ns: u64,
-    pub progress: u64,
-    pub cpu: u32,
-    pub tid: u32,
-    pub signal: u32,
-    pub count: u32,
-    pub cause: RawCause,
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawTickState {
-    pub stop_ts_ns: u64,
-    pub fail_ts_ns: u64,
-    pub fail_dependency: u32,
-    pub fails: u32,
-}
-
-/// Plain-old-data the BPF maps hold.
-///
-/// # Safety
-/// Implementors are `repr(C)` with no padding-sensitive invariants: every
-/// byte pattern is a valid value, so they may be read from map bytes.
-pub unsafe trait Pod: Copy + Default {}
-unsafe impl Pod for RawRecord {}
-unsafe impl Pod for RawAggKey {}
-unsafe impl Pod for RawStrictCfg {}
-unsafe impl Pod for RawStrictBreak {}
-unsafe impl Pod for RawTickState {}
-unsafe impl Pod for u64 {}
-unsafe impl Pod for u32 {}
+pub use isol_abi::from_bytes;
 
 /// x86-64 syscall name for a number (`getppid`), or `syscall N`.
 pub fn syscall_name(nr: u32) -> String {
@@ -126,29 +35,6 @@ pub fn syscall_name(nr: u32) -> String {
         Some(s) => s.name().to_string(),
         None => format!("syscall {nr}"),
     }
-}
-
-pub fn from_bytes<T: Pod>(b: &[u8]) -> Option<T> {
-    if b.len() < std::mem::size_of::<T>() {
-        return None;
-    }
-    // SAFETY: T is Pod (repr(C), all bit patterns valid), length checked,
-    // read_unaligned copes with the buffer's alignment.
-    Some(unsafe { std::ptr::read_unaligned(b.as_ptr() as *const T) })
-}
-
-pub fn as_bytes<T: Pod>(v: &T) -> &[u8] {
-    // SAFETY: T is repr(C) plain data; viewing it as bytes is sound.
-    unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
-}
-
-/// The agg value, read from bytes (no Default for big arrays).
-pub fn agg_val(b: &[u8]) -> Option<RawAggVal> {
-    if b.len() < std::mem::size_of::<RawAggVal>() {
-        return None;
-    }
-    // SAFETY: as in from_bytes.
-    Some(unsafe { std::ptr::read_unaligned(b.as_ptr() as *const RawAggVal) })
 }
 
 pub fn comm(b: &[u8; 16]) -> String {
@@ -309,17 +195,34 @@ impl Resolver {
                 stack(r.sender.stack_id)
                     .into_iter()
                     .map(|a| self.ksyms.name(a))
-                    .skip_while(|f| f.starts_with("bpf_prog_") || f.starts_with("bpf_trace_run"))
+                    .skip_while(|f| {
+                        f.starts_with("bpf_prog_")
+                            || f.starts_with("bpf_trace_run")
+                            || f.starts_with("bpf_trampoline_")
+                    })
                     .collect()
             } else {
                 Vec::new()
             };
             Sender {
                 cpu: r.sender.cpu,
-                context: sender_context(&stack),
+                context: match r.sender.context {
+                    1 => "task",
+                    2 => "softirq",
+                    3 => "hardirq",
+                    4 => "nmi",
+                    // A kernel without a known preempt count: the stack says.
+                    _ => sender_context(&stack),
+                },
                 pid: r.sender.pid,
                 comm: comm(&r.sender.comm),
-                callsite: self.ksyms.name(r.sender.callsite),
+                // A function hook (fentry) has no callsite argument: the
+                // stack's first frame is the hooked function, then its caller.
+                callsite: if r.sender.callsite != 0 {
+                    self.ksyms.name(r.sender.callsite)
+                } else {
+                    stack.get(1).cloned().unwrap_or_default()
+                },
                 function: self.ksyms.name(r.sender.func),
                 stack,
             }
@@ -365,7 +268,11 @@ pub fn sender_context(stack: &[String]) -> &'static str {
             return "task";
         }
     }
-    "task"
+    if stack.is_empty() {
+        "unknown"
+    } else {
+        "task"
+    }
 }
 
 impl Default for Resolver {
@@ -379,18 +286,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layouts_match_capture_h() {
-        // The same numbers are _Static_assert-ed in bpf/capture.h.
-        assert_eq!(std::mem::size_of::<RawCause>(), 16);
-        assert_eq!(std::mem::size_of::<RawSender>(), 48);
-        assert_eq!(std::mem::size_of::<RawRecord>(), 248);
-        assert_eq!(std::mem::size_of::<RawAggKey>(), 24);
-        assert_eq!(std::mem::size_of::<RawAggVal>(), 24 + 8 * HIST_BUCKETS);
-        assert_eq!(std::mem::size_of::<RawStrictCfg>(), 24);
+    fn syscall_names() {
         assert_eq!(syscall_name(110), "getppid");
         assert_eq!(syscall_name(100_000), "syscall 100000");
-        assert_eq!(std::mem::size_of::<RawTickState>(), 24);
-        assert_eq!(std::mem::size_of::<RawStrictBreak>(), 48);
     }
 
     #[test]

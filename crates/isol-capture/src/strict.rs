@@ -1,4 +1,4 @@
-//! Registered tasks. Strict mode (seeds 002/003): the first interruption
+//! Registered tasks. Strict mode (the task isolation series, Metcalf's and Belits' versions): the first interruption
 //! of a registered task sends it a signal before it returns to user space,
 //! and clears its registration. With no signal (persistent and one-shot
 //! isolation) each break is counted and the registration stays. Which
@@ -10,7 +10,7 @@ use serde::Serialize;
 
 #[derive(Debug, Clone)]
 pub struct StrictConfig {
-    /// Signal to send (default SIGKILL, as in the seed); 0 counts breaks
+    /// Signal to send (default SIGKILL, as in the task isolation series); 0 counts breaks
     /// without signalling.
     pub signal: i32,
     /// Classes that break isolation.
@@ -18,7 +18,7 @@ pub struct StrictConfig {
     /// User address of a u64 read at the moment of the break (e.g. a loop
     /// counter), kept with the break: proof of how far the task got.
     pub progress_addr: u64,
-    /// Children created by fork/clone are registered too (the seed's
+    /// Children created by fork/clone are registered too (the task isolation series'
     /// ISOL_INHERIT_ACTIVE).
     pub inherit: bool,
     /// The task's own syscalls and faults do not count until it arms
@@ -26,8 +26,8 @@ pub struct StrictConfig {
     pub pending: bool,
 }
 
-/// Must match STRICT_ARM_MAGIC in bpf/capture.h.
-pub const ARM_MAGIC: u64 = 0x1501_5015;
+/// STRICT_ARM_MAGIC of capture.h.
+pub const ARM_MAGIC: u64 = isol_abi::STRICT_ARM_MAGIC;
 
 impl StrictConfig {
     /// Asynchronous interruptions only: the task's own syscalls and page
@@ -41,7 +41,7 @@ impl StrictConfig {
             pending: false,
         }
     }
-    /// Every kernel entry, as the seeds' strict mode.
+    /// Every kernel entry, as the task isolation series' strict mode.
     pub fn all(signal: i32) -> Self {
         let mut c = Self::asynchronous(signal);
         c.classes.extend_from_slice(Class::SYNC);

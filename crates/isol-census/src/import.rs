@@ -1,12 +1,12 @@
 //! Import: the census tables from an existing trace-cmd recording, so a
-//! developer can analyse traces recorded with seed 004's method
+//! developer can analyse traces recorded with the IPI deferral series' method
 //! (`trace-cmd record -e ipi_send_cpumask -f "cpumask & CPUS{..}"
 //! -e ipi_send_cpu -f "cpu & CPUS{..}" [-e csd_queue_cpu ...] [-T]`).
 //!
-//! Counted as IPIs, by callback, as seed 004's `grep callback | awk` does:
+//! Counted as IPIs, by callback, as the IPI deferral series' `grep callback | awk` does:
 //! `ipi_send_cpu` and `ipi_send_cpumask` events aimed at the isolated CPUs.
 //! A `kernel_stack` event (`-T`) after one of them is its sender stack.
-//! `csd_queue_cpu` events (no `callback=` field, the seed's awk skips them)
+//! `csd_queue_cpu` events (no `callback=` field, that awk skips them)
 //! go to the other-events table by `func`, so nothing is counted twice.
 //! Any other event is counted there by name.
 
@@ -227,11 +227,11 @@ pub fn import_text(text: &str, cpus: &CpuSet) -> Report {
     }
     if named_from_csd > 0 {
         r.notes.push(format!(
-            "{named_from_csd} ipi_send_cpu events with callback=generic_smp_call_function_single_interrupt named by the csd_queue_cpu func queued just before them (seed 004's awk counts them under the generic name)"
+            "{named_from_csd} ipi_send_cpu events with callback=generic_smp_call_function_single_interrupt named by the csd_queue_cpu func queued just before them (the IPI deferral series' awk counts them under the generic name)"
         ));
     }
     r.notes.push(
-        "imported: durations are the span between the first and last event; IPIs are counted at the sender (ipi_send_cpu/cpumask), as seed 004 does".into(),
+        "imported: durations are the span between the first and last event; IPIs are counted at the sender (ipi_send_cpu/cpumask), as the IPI deferral series' measurement does".into(),
     );
     census.finish(&mut r);
     r
@@ -303,11 +303,11 @@ mod tests {
         let text = include_str!("../tests/fixtures/trace-cmd-report.txt");
         let r = import_text(text, &CpuSet::single(1));
         assert_eq!(r.source, "trace-cmd");
-        // Seed 004's awk on the same text.
+        // The IPI deferral series' awk on the same text.
         let seed: u64 = text.lines().filter(|l| l.contains("callback=")).count() as u64;
         assert_eq!(
             r.ipis, seed,
-            "one IPI per ipi_send_* event, as the seed counts"
+            "one IPI per ipi_send_* event, as that awk counts"
         );
         let mb = r
             .callback("ipi_mb")

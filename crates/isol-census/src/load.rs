@@ -1,5 +1,5 @@
 //! The built-in housekeeping load: reproduces, on purpose, each class of
-//! interference seed 004 found on isolated CPUs, plus ordinary pressure.
+//! interference the IPI deferral series found on isolated CPUs, plus ordinary pressure.
 //! Every generator thread is pinned to the housekeeping CPUs; the only
 //! threads on isolated CPUs are the census victims (spinning, labelled in
 //! the report), which exist because some IPIs only reach a CPU running
@@ -8,7 +8,7 @@
 //! | class | mechanism | IPI the isolated CPU takes |
 //! |---|---|---|
 //! | `kernel-tlb` | create/close 8 MiB BPF array maps: vmalloc/vfree churn; once the lazily freed vmap area passes lazy_max_pages a kworker purges it with flush_tlb_kernel_range | `do_flush_tlb_all` / `do_kernel_range_flush` (on_each_cpu, every CPU) |
-//! | `text-poke` | (a) SO_ATTACH_FILTER: classic BPF JIT-compiled into a bpf_prog_pack; (b) perf open/close of an unused tracepoint: its static key flips, text_poke_bp patches kernel text | (b) `do_sync_core` on every CPU; (a) whatever the pack allocator does on this kernel (`__bpf_arch_ibpb` on 6.18, TLB flushes from set_memory_*) |
+//! | `text-poke` | (a) attach/detach an XDP program on lo through a BPF link: the kernel re-JITs its XDP dispatcher and patches the jump to it; (b) perf open/close of an unused tracepoint: its static key flips | `do_sync_core` on every CPU (text_poke_bp), for both |
 //! | `smp-call` | membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED): smp_call_function_many to the CPUs running this process (the victims) | `ipi_mb` |
 //! | `nohz-kick` | arm/disarm a CLOCK_PROCESS_CPUTIME_ID timer: the POSIX_TIMER tick dependency kicks every nohz_full CPU running the process | `nohz_full_kick_func` (irq_work, only on nohz_full CPUs) |
 //! | `user-tlb` | mmap/touch/mprotect/munmap in a sibling thread of the victims | `flush_tlb_func` |
@@ -57,7 +57,7 @@ impl Class {
         match self {
             Class::KernelTlb => "BPF array map create/close (vmalloc/vfree churn, lazy vmap purge)",
             Class::TextPoke => {
-                "SO_ATTACH_FILTER BPF JIT + static key flips (perf tracepoint open/close)"
+                "XDP attach/detach on lo (JIT'd dispatcher patched) + static key flips (perf tracepoint open/close)"
             }
             Class::SmpCall => "membarrier(PRIVATE_EXPEDITED) to the victims' CPUs",
             Class::NohzKick => "arm/disarm a process CPU-time timer (POSIX_TIMER tick dependency)",
@@ -263,7 +263,7 @@ type GenFn = fn(&AtomicBool, &Stat, &CpuSet);
 fn generators(c: Class) -> Vec<(&'static str, GenFn)> {
     match c {
         Class::KernelTlb => vec![("census-ktlb", kernel_tlb)],
-        Class::TextPoke => vec![("census-jit", bpf_jit), ("census-skey", static_key)],
+        Class::TextPoke => vec![("census-jit", xdp_dispatcher), ("census-skey", static_key)],
         Class::SmpCall => vec![("census-mb", membarrier)],
         Class::NohzKick => vec![("census-kick", nohz_kick)],
         Class::UserTlb => vec![("census-utlb", user_tlb)],
@@ -274,21 +274,18 @@ fn generators(c: Class) -> Vec<(&'static str, GenFn)> {
 /// vmalloc/vfree churn: an 8 MiB BPF array map is vmalloc'ed at create
 /// and vfree'd (from a kworker) after close.
 fn kernel_tlb(stop: &AtomicBool, st: &Stat, _: &CpuSet) {
+    use libbpf_rs::libbpf_sys as sys;
     while !stop.load(Ordering::Relaxed) {
-        // union bpf_attr for BPF_MAP_CREATE: map_type, key_size,
-        // value_size, max_entries, then zeros.
-        let mut attr = [0u32; 30];
-        attr[0] = 2; // BPF_MAP_TYPE_ARRAY
-        attr[1] = 4;
-        attr[2] = 4096;
-        attr[3] = 2048; // 8 MiB: a lazy purge every lazy_max_pages/8 MiB maps
-                        // SAFETY: attr is a valid, zero-padded bpf_attr of the given size.
+        // 2048 x 4 KiB values: a lazy purge every lazy_max_pages/8 MiB maps.
+        // SAFETY: a null name and options are allowed; the fd is ours.
         let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                0, // BPF_MAP_CREATE
-                attr.as_mut_ptr(),
-                std::mem::size_of_val(&attr),
+            sys::bpf_map_create(
+                sys::BPF_MAP_TYPE_ARRAY,
+                std::ptr::null(),
+                4,
+                4096,
+                2048,
+                std::ptr::null(),
             )
         };
         if fd < 0 {
@@ -297,69 +294,78 @@ fn kernel_tlb(stop: &AtomicBool, st: &Stat, _: &CpuSet) {
             continue;
         }
         // SAFETY: fd was just returned to us.
-        unsafe { libc::close(fd as i32) };
+        unsafe { libc::close(fd) };
         st.ok();
         sleep_unless(stop, Duration::from_millis(4));
     }
 }
 
-/// Classic BPF filter attached to a socket: JIT-compiled into a
-/// bpf_prog_pack (as in seed 004's NetworkManager stack).
-fn bpf_jit(stop: &AtomicBool, st: &Stat, _: &CpuSet) {
-    let code: [libc::sock_filter; 4] = [
-        libc::sock_filter {
-            code: 0x20,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        }, // ld [0]
-        libc::sock_filter {
-            code: 0x15,
-            jt: 0,
-            jf: 1,
-            k: 0x0800,
-        }, // jeq #0x800
-        libc::sock_filter {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: 0xffff,
-        }, // ret #0xffff
-        libc::sock_filter {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        }, // ret #0
+/// BPF JIT text patching that happens every time: attaching or detaching
+/// an XDP program regenerates the kernel's JIT'd XDP dispatcher and
+/// patches the jump to it (text_poke_bp: do_sync_core on every CPU). A
+/// classic socket filter would only patch text when the bpf_prog_pack
+/// allocator takes or frees a pack, which depends on what else is loaded.
+fn xdp_dispatcher(stop: &AtomicBool, st: &Stat, _: &CpuSet) {
+    use libbpf_rs::libbpf_sys as sys;
+    // r0 = XDP_PASS; exit
+    let insns = [
+        sys::bpf_insn {
+            code: (sys::BPF_ALU64 | sys::BPF_MOV | sys::BPF_K) as u8,
+            _bitfield_align_1: [],
+            _bitfield_1: sys::bpf_insn::new_bitfield_1(0, 0),
+            off: 0,
+            imm: sys::XDP_PASS as i32,
+        },
+        sys::bpf_insn {
+            code: (sys::BPF_JMP | sys::BPF_EXIT) as u8,
+            _bitfield_align_1: [],
+            _bitfield_1: sys::bpf_insn::new_bitfield_1(0, 0),
+            off: 0,
+            imm: 0,
+        },
     ];
-    let prog = libc::sock_fprog {
-        len: 4,
-        filter: code.as_ptr() as *mut _,
+    let opts = sys::bpf_prog_load_opts {
+        sz: std::mem::size_of::<sys::bpf_prog_load_opts>() as _,
+        expected_attach_type: sys::BPF_XDP,
+        ..Default::default()
+    };
+    // SAFETY: valid instructions, NUL-terminated strings, sized options.
+    let prog = unsafe {
+        sys::bpf_prog_load(
+            sys::BPF_PROG_TYPE_XDP,
+            c"census_xdp".as_ptr(),
+            c"GPL".as_ptr(),
+            insns.as_ptr(),
+            insns.len() as _,
+            &opts as *const _ as *mut _,
+        )
+    };
+    // SAFETY: a NUL-terminated name.
+    let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+    if prog < 0 || lo == 0 {
+        st.err("loading an XDP program for lo");
+        return;
+    }
+    let link_opts = sys::bpf_link_create_opts {
+        sz: std::mem::size_of::<sys::bpf_link_create_opts>() as _,
+        flags: sys::XDP_FLAGS_SKB_MODE,
+        ..Default::default()
     };
     while !stop.load(Ordering::Relaxed) {
-        // SAFETY: plain socket calls with valid pointers and sizes.
-        unsafe {
-            let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-            if s < 0 {
-                st.err("socket");
-            } else {
-                let r = libc::setsockopt(
-                    s,
-                    libc::SOL_SOCKET,
-                    libc::SO_ATTACH_FILTER,
-                    &prog as *const _ as *const libc::c_void,
-                    std::mem::size_of_val(&prog) as u32,
-                );
-                if r == 0 {
-                    st.ok();
-                } else {
-                    st.err("setsockopt(SO_ATTACH_FILTER)");
-                }
-                libc::close(s);
-            }
+        // SAFETY: our program fd, a valid ifindex, sized options.
+        let link = unsafe { sys::bpf_link_create(prog, lo as i32, sys::BPF_XDP, &link_opts) };
+        if link < 0 {
+            st.err("bpf(BPF_LINK_CREATE) XDP on lo");
+            sleep_unless(stop, Duration::from_millis(500));
+            continue;
         }
-        sleep_unless(stop, Duration::from_millis(10));
+        // SAFETY: our link fd; closing it detaches (the dispatcher is patched again).
+        unsafe { libc::close(link) };
+        st.ok();
+        sleep_unless(stop, Duration::from_millis(20));
     }
+    // SAFETY: our program fd.
+    unsafe { libc::close(prog) };
 }
 
 /// A tracepoint nothing else uses, by tracefs id.

@@ -1,5 +1,5 @@
 //! The census report (JSON schema `isol.census/1`, docs/json/census.md)
-//! and its text form: seed 004's table by callback, the table by sender
+//! and its text form: the IPI deferral series' table by callback, the table by sender
 //! stack, per-minute rates and the other interruptions.
 
 use isol_cpulist::CpuSet;

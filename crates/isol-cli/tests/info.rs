@@ -151,3 +151,56 @@ fn missing_tracefs_is_named_with_its_fix() {
         "{err}"
     );
 }
+
+#[test]
+fn doctor_loads_the_capture_and_names_each_capability() {
+    assert!(is_root(), "doctor's load test needs root (CI runs as root)");
+    let out = sh(&format!("{ISOL} doctor --json"), false, false);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["ready"], true, "{v}");
+    assert!(v["loaded_on"].is_string(), "{v}");
+    let caps = v["capabilities"].as_array().unwrap();
+    for name in [
+        "exact_boundaries",
+        "ipi_function",
+        "ipi_sender",
+        "sender_context",
+        "tick_stop_reason",
+        "strict_mode",
+        "strict_syscalls",
+    ] {
+        let c = caps
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {v}"));
+        assert!(!c["how"].as_str().unwrap().is_empty(), "{c}");
+    }
+}
+
+#[test]
+fn root_without_capabilities_is_not_ready_and_watch_fails_too() {
+    assert!(is_root(), "needs root (CI runs as root)");
+    // uid 0 in a container without CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN: the
+    // feature checks pass (uid 0), the load does not, and doctor must say
+    // so rather than "ready".
+    let drop = "setpriv --inh-caps=-all --bounding-set=-all";
+    let out = sh(&format!("{drop} {ISOL} doctor --json"), false, false);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    assert_eq!(v["ready"], false, "{v}");
+    assert!(
+        v["capture"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["what"] == "capabilities" && m["why"].as_str().unwrap().contains("CAP_BPF")),
+        "{v}"
+    );
+    let out = sh(
+        &format!("{drop} {ISOL} watch --cpus 1 -D 1 --json"),
+        false,
+        false,
+    );
+    assert!(!out.status.success(), "watch ran where doctor refused");
+}

@@ -22,31 +22,45 @@ fn noise_json(args: &[&str]) -> Value {
 #[test]
 fn a_stall_with_no_kernel_entry_is_hw_not_the_kernel() {
     let _serial = serial();
-    let v = noise_json(&["-c", "1", "-D", "3", "--inject-stall", "1000:3000"]);
-    let cpu = &v["per_cpu"][0];
-    assert_eq!(cpu["cpu"], 1);
-    let inj = &cpu["injected"];
-    assert!(
-        inj["duration_ns"].as_u64().unwrap() >= 3_000_000,
-        "injected gap: {inj}"
-    );
-    assert_eq!(inj["cause"]["class"], "hw", "the stall blamed on: {inj}");
-    assert!(inj["hw_ns"].as_u64().unwrap() > inj["kernel_ns"].as_u64().unwrap());
-    assert!(cpu["max_ns"].as_u64().unwrap() >= 3_000_000);
-    // Every loop delta is in the histogram.
-    let counts: u64 = cpu["histogram"]["counts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_u64().unwrap())
-        .sum();
-    assert_eq!(counts, cpu["loops"].as_u64().unwrap());
+    // CPU 1 is shared here: on a loaded machine the scheduler may preempt
+    // the loop in the middle of the injected stall, and that gap then
+    // rightly holds a kernel cause. Retry until the stall ran clean (a
+    // few kernel microseconds at most, a tick say) and judge that one.
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let v = noise_json(&["-c", "1", "-D", "3", "--inject-stall", "1000:3000"]);
+        let cpu = &v["per_cpu"][0];
+        assert_eq!(cpu["cpu"], 1);
+        // Every loop delta is in the histogram.
+        let counts: u64 = cpu["histogram"]["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .sum();
+        assert_eq!(counts, cpu["loops"].as_u64().unwrap());
+        let inj = &cpu["injected"];
+        assert!(
+            inj["duration_ns"].as_u64().unwrap() >= 3_000_000,
+            "injected gap: {inj}"
+        );
+        assert!(cpu["max_ns"].as_u64().unwrap() >= 3_000_000);
+        if inj["kernel_ns"].as_u64().unwrap() > 200_000 {
+            seen.push(inj["cause"].clone());
+            continue;
+        }
+        assert_eq!(inj["cause"]["class"], "hw", "the stall blamed on: {inj}");
+        assert!(inj["hw_ns"].as_u64().unwrap() >= 2_800_000, "{inj}");
+        return;
+    }
+    panic!("the injected stall never ran without a kernel entry inside it: {seen:?}");
 }
 
 #[test]
 fn the_tick_and_jit_text_patching_ipis_are_named() {
     let _serial = serial();
-    // BPF JIT from a task on CPU 0: text patching IPIs reach every CPU.
+    // XDP attach/detach from a task on CPU 0: the JIT'd dispatcher is
+    // patched, and text patching IPIs reach every CPU.
     let _g = Victim::start(&["--cpu", "0", "--hk", "0", "--jit", "--duration", "60"]);
     let v = noise_json(&["-c", "1", "-D", "3", "--worst", "100000"]);
     let cpu = &v["per_cpu"][0];
@@ -61,11 +75,9 @@ fn the_tick_and_jit_text_patching_ipis_are_named() {
     assert_eq!(gaps.len() as u64, cpu["gaps"].as_u64().unwrap());
     assert!(
         gaps.iter().any(|g| g["cause"]["class"] == "ipi"
-            && stack_has(
-                g,
-                &["bpf_int_jit_compile", "bpf_prog_pack", "sk_attach_filter"]
-            )),
-        "no gap attributed to an IPI from the BPF JIT among {} gaps",
+            && g["cause"]["detail"] == "do_sync_core"
+            && stack_has(g, &["bpf_dispatcher_change_prog"])),
+        "no gap attributed to a text patching IPI from the XDP dispatcher among {} gaps",
         gaps.len()
     );
     // Attributed gaps carry their chain; hw ones carry none.

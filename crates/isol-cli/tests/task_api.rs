@@ -49,6 +49,12 @@ fn served_role() -> bool {
         api_role();
     } else if let Some(q) = role.strip_prefix("lru:") {
         lru_role(q == "1");
+    } else if role == "configured_waits" {
+        configured_waits_role();
+    } else if role == "inprocess_spins" {
+        inprocess_spins_role();
+    } else if role == "activate_inherited" {
+        activate_inherited_role();
     } else {
         panic!("unknown role {role}");
     }
@@ -423,6 +429,7 @@ const SECCOMP_TEST: &str = "library_and_chisol_never_issue_prctl_63_to_67_on_a_s
 
 #[test]
 fn library_and_chisol_never_issue_prctl_63_to_67_on_a_stock_kernel() {
+    let _cpu1 = serial();
     if served_role() {
         return;
     }
@@ -546,6 +553,7 @@ fn library_and_chisol_never_issue_prctl_63_to_67_on_a_stock_kernel() {
 
 #[test]
 fn nobody_isolates_only_its_own_tasks_and_root_any() {
+    let _cpu1 = serial();
     let _s = serial();
     let d = Isold::start("nobody = \"1\"");
 
@@ -685,6 +693,7 @@ fn nobody_isolates_only_its_own_tasks_and_root_any() {
 
 #[test]
 fn a_user_not_allowed_the_cpu_is_refused_before_the_program_runs() {
+    let _cpu1 = serial();
     let _s = serial();
     // nobody is listed, but with no CPU.
     let d = Isold::start("nobody = \"\"");
@@ -771,6 +780,7 @@ fn fork_child(
 
 #[test]
 fn inherit_active_registers_forked_children_and_breaks_are_counted_not_fatal() {
+    let _cpu1 = serial();
     let _s = serial();
     let d = Isold::start("");
 
@@ -869,7 +879,10 @@ fn set_policy(policy: i32, prio: i32) {
 /// SCHED_FIFO from then on: nothing else runs on CPU 1 (nothing else can
 /// fill its batches), and a drain work queued there waits for it.
 fn lru_role(quiesce: bool) {
-    use isol_task::{stock::quiesce::run, Quiesce};
+    use isol_task::{
+        stock::quiesce::{run, VmstatPlan},
+        Quiesce,
+    };
     let mut set = nix::sched::CpuSet::new();
     set.set(1).unwrap();
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
@@ -891,7 +904,7 @@ fn lru_role(quiesce: bool) {
     } as *mut u8;
     assert_ne!(region as *mut libc::c_void, libc::MAP_FAILED);
     // Warm the quiesce step (its scratch page, its allocations).
-    run(Quiesce::LRU, false).unwrap();
+    run(Quiesce::LRU, VmstatPlan::NotIsolated).unwrap();
     say("LRU-READY\n");
     let mut b = [0u8; 1];
     // SAFETY: reading into a live buffer.
@@ -903,7 +916,7 @@ fn lru_role(quiesce: bool) {
         unsafe { std::ptr::write_volatile(region.add(i * 4096), 1) };
     }
     if quiesce {
-        let done = run(Quiesce::LRU, false).unwrap();
+        let done = run(Quiesce::LRU, VmstatPlan::NotIsolated).unwrap();
         assert_eq!(done[0].name, "lru_drain");
     }
     say("LRU-TOUCHED\n");
@@ -972,6 +985,7 @@ fn lru_run(quiesce: bool) -> (u64, u64, u64, u32) {
 
 #[test]
 fn lru_quiesce_keeps_lru_add_drain_all_off_the_cpu() {
+    let _cpu1 = serial();
     if served_role() {
         return;
     }
@@ -1062,6 +1076,7 @@ fn lru_quiesce_keeps_lru_add_drain_all_off_the_cpu() {
 /// preload it is not.
 #[test]
 fn chisol_preload_locks_an_unmodified_programs_memory() {
+    let _cpu1 = serial();
     let _serial = serial();
     // target/<profile>/deps/task_api-* -> target/<profile>/libisol.so
     let lib = std::env::current_exe()
@@ -1097,4 +1112,251 @@ fn chisol_preload_locks_an_unmodified_programs_memory() {
     let locked = run(true);
     assert!(locked > 0, "preloaded program locked nothing");
     assert_eq!(run(false), 0, "without the preload nothing is locked");
+}
+
+// ------------------------------------------------------------ isol status
+
+/// Configure (not activate), say so, wait for stdin to close.
+fn configured_waits_role() {
+    isol_task::configure(isol_task::Config {
+        quiesce: isol_task::Quiesce::VMSTAT | isol_task::Quiesce::LRU,
+        inherit: isol_task::Inherit::Conf,
+        ..Default::default()
+    })
+    .unwrap();
+    say(&format!("READY tid={}\n", isol_task::gettid()));
+    let mut b = [0u8; 1];
+    // SAFETY: reading into a live buffer.
+    unsafe { libc::read(0, b.as_mut_ptr().cast(), 1) };
+}
+
+/// Activate on CPU 1 with an in-process watcher (no isold), then spin in
+/// user space until stdin closes: CPU 1 is not nohz_full here, so the
+/// tick interrupts the loop, and the watcher counts those breaks.
+fn inprocess_spins_role() {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(1).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+    isol_task::configure(isol_task::Config {
+        quiesce: isol_task::Quiesce::LRU,
+        lock_memory: false,
+        tick_timeout_ms: 100,
+        allow_unisolated: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let r = isol_task::activate().unwrap();
+    assert!(r.watcher.contains("in-process"), "{}", r.watcher);
+    say(&format!("READY tid={}\n", isol_task::gettid()));
+    // SAFETY: fcntl on stdin.
+    unsafe { libc::fcntl(0, libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut b = [0u8; 1];
+    let t = Instant::now();
+    loop {
+        let s = Instant::now();
+        while s.elapsed() < Duration::from_millis(50) {
+            std::hint::spin_loop();
+        }
+        // SAFETY: reading into a live buffer.
+        if unsafe { libc::read(0, b.as_mut_ptr().cast(), 1) } == 0
+            || t.elapsed() > Duration::from_secs(60)
+        {
+            break;
+        }
+    }
+}
+
+fn ready_tid(p: &mut Child) -> u32 {
+    let mut r = BufReader::new(p.stdout.as_mut().unwrap());
+    loop {
+        let mut l = String::new();
+        assert!(
+            r.read_line(&mut l).unwrap() > 0,
+            "the helper ended before READY"
+        );
+        // libtest's "test NAME ... " precedes it on the same line.
+        if let Some(i) = l.find("READY tid=") {
+            return l[i + "READY tid=".len()..].trim().parse().unwrap();
+        }
+    }
+}
+
+fn status_local(socket: &Path) -> Vec<Value> {
+    let o = Command::new(ISOL)
+        .args(["status", "--json"])
+        .env("ISOL_SOCKET", socket)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "isol status: {}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["schema"], "isol.status/2");
+    assert!(v["tasks"].is_null(), "{v}");
+    v["local"].as_array().unwrap().clone()
+}
+
+const STATUS_TEST: &str = "status_shows_configured_and_in_process_watched_tasks";
+
+#[test]
+fn status_shows_configured_and_in_process_watched_tasks() {
+    let _cpu1 = serial();
+    if served_role() {
+        return;
+    }
+    let _s = serial();
+    stay_on_housekeeping();
+    let nothing = Path::new("/nonexistent/isold.sock");
+    // A task configured but not active: no isold, no watcher of its own.
+    let mut c = Proc(
+        helper(STATUS_TEST, "configured_waits")
+            .env("ISOL_SOCKET", nothing)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let tid = ready_tid(&mut c.0);
+    let local = status_local(nothing);
+    let e = local
+        .iter()
+        .find(|e| e["tid"] == tid)
+        .unwrap_or_else(|| panic!("configured task {tid} not listed: {local:?}"));
+    assert_eq!(e["active"], false, "{e}");
+    assert_eq!(e["origin"], "configured", "{e}");
+    assert_eq!(e["config"]["quiesce"], "VMSTAT | LRU", "{e}");
+    assert_eq!(e["config"]["inherit"], "conf", "{e}");
+    assert!(e["watcher"].is_null(), "{e}");
+    drop(c);
+
+    // Active with an in-process watcher: listed with its breaks.
+    let mut p = Proc(
+        helper(STATUS_TEST, "inprocess_spins")
+            .env("ISOL_SOCKET", nothing)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let tid = ready_tid(&mut p.0);
+    let t0 = Instant::now();
+    let e = loop {
+        let local = status_local(nothing);
+        if let Some(e) = local
+            .iter()
+            .find(|e| e["tid"] == tid && e["breaks"].as_u64() > Some(0))
+        {
+            break e.clone();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "in-process watched task {tid} never listed with breaks: {local:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(e["active"], true, "{e}");
+    assert_eq!(e["cpu"], 1, "{e}");
+    assert_eq!(e["watcher"], "in-process watcher", "{e}");
+    assert_eq!(e["registered"], true, "{e}");
+    assert!(e["last_break"]["cause"].is_string(), "{e}");
+    // The text form names the watcher.
+    let o = Command::new(ISOL)
+        .args(["status"])
+        .env("ISOL_SOCKET", nothing)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("in-process watcher"),
+        "{}",
+        text(&o)
+    );
+    drop(p);
+    // Gone: no longer listed.
+    let t0 = Instant::now();
+    while status_local(nothing).iter().any(|e| e["tid"] == tid) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "stale entry for {tid} listed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ------------------------------------------ chisol -> exec -> activate (Rust)
+
+/// The documentation's snippet in Rust: activate what chisol configured.
+fn activate_inherited_role() {
+    let c = isol_task::configuration()
+        .unwrap()
+        .expect("nothing configured after exec");
+    let r = isol_task::activate().unwrap();
+    assert!(isol_task::is_active());
+    // libtest runs this on a thread its main thread (which has the state
+    // exec gave it) created: inherited from it (origin thread).
+    println!(
+        "activated backend={:?} quiesce={:?} inherit={:?} origin={:?}",
+        r.backend,
+        c.quiesce.names(),
+        c.inherit,
+        isol_task::origin(),
+    );
+}
+
+const EXEC_TEST: &str = "chisol_configures_and_a_rust_program_activates_it";
+
+#[test]
+fn chisol_configures_and_a_rust_program_activates_it() {
+    let _cpu1 = serial();
+    if served_role() {
+        return;
+    }
+    let _s = serial();
+    let chisol = |native: bool| {
+        let mut c = Command::new(CHISOL);
+        c.args(["-q", "vmstat_sync", "-I", "conf", "--cpu", "1", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args([EXEC_TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env(ROLE, "activate_inherited")
+            .env("ISOL_SOCKET", "/nonexistent/isold.sock")
+            .env("ISOL_INPROCESS_WATCHER", "0")
+            .env("ISOL_ALLOW_UNISOLATED", "1");
+        if native {
+            let (o, log) = isol_task_emu::run(&mut c).unwrap();
+            (o, Some(log))
+        } else {
+            (c.output().unwrap(), None)
+        }
+    };
+    let (o, _) = chisol(false);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("activated backend=Stock quiesce=[\"vmstat_sync\"] inherit=Conf"),
+        "{}",
+        text(&o)
+    );
+    let (o, log) = chisol(true);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("activated backend=Native quiesce=[\"vmstat_sync\"] inherit=Conf"),
+        "{}",
+        text(&o)
+    );
+    let log = log.unwrap();
+    // chisol's CFG_SET before exec; after it, the program found the
+    // configuration with CFG_GET (on libtest's thread, which inherited it
+    // at clone: INHERIT_CONF) and activated it.
+    let set = log.calls.iter().position(|c| c.args[0] == 65).unwrap();
+    let act = log
+        .calls
+        .iter()
+        .position(|c| c.args[0] == 67 && c.result == Ok(0))
+        .unwrap_or_else(|| panic!("no activation: {log:?}"));
+    assert!(set < act, "{log:?}");
+    let tid = log.calls[act].tid;
+    assert!(
+        log.calls[set..act]
+            .iter()
+            .any(|c| c.tid == tid && c.args[..3] == [64, 1, 1] && c.result == Ok(0)),
+        "{log:?}"
+    );
 }

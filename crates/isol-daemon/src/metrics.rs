@@ -58,6 +58,7 @@ pub struct Metrics {
     pub watched_cpus: Gauge,
     pub isolated_tasks: Gauge,
     pub reloads: Counter,
+    pub reload_failures: Counter,
     pub up: Gauge,
     pub over_threshold: Family<CpuClass, Counter>,
     pub threshold: FGauge,
@@ -100,6 +101,7 @@ impl Metrics {
             watched_cpus: Gauge::default(),
             isolated_tasks: Gauge::default(),
             reloads: Counter::default(),
+            reload_failures: Counter::default(),
             up: Gauge::default(),
             over_threshold: Family::default(),
             threshold: FGauge::default(),
@@ -172,6 +174,11 @@ impl Metrics {
             "isol_config_reloads",
             "Configuration reloads (SIGHUP)",
             m.reloads.clone(),
+        );
+        r.register(
+            "isol_config_reload_failures",
+            "Configurations refused at SIGHUP (the old one stays in force)",
+            m.reload_failures.clone(),
         );
         r.register("isol_up", "1 while the capture is attached", m.up.clone());
         (m, r)

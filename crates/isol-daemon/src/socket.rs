@@ -78,7 +78,13 @@ fn connection(s: UnixStream, policy: Arc<RwLock<Policy>>, to_main: Sender<Msg>) 
                 cpu,
                 tid,
                 timeout_ms,
-            }) => wait_tick(&policy.read().unwrap(), uid, cpu, tid, timeout_ms, &to_main),
+                timers,
+            }) => wait_tick(
+                &policy.read().unwrap(),
+                uid,
+                (cpu, tid, timeout_ms, timers),
+                &to_main,
+            ),
             Ok(req) => {
                 let (tx, rx) = mpsc::channel();
                 if to_main
@@ -108,9 +114,7 @@ fn connection(s: UnixStream, policy: Arc<RwLock<Policy>>, to_main: Sender<Msg>) 
 fn wait_tick(
     policy: &Policy,
     uid: u32,
-    cpu: u32,
-    tid: u32,
-    timeout_ms: u64,
+    (cpu, tid, timeout_ms, timers): (u32, u32, u64, bool),
     to_main: &Sender<Msg>,
 ) -> Response {
     // Same rules as registering: own task, allowed CPU, pinned there.
@@ -129,5 +133,5 @@ fn wait_tick(
         to_main.send(Msg::TickSeen { cpu, reply: tx }).ok()?;
         rx.recv().ok().flatten()
     };
-    Response::Tick(isol_task::tick::wait(cpu, tid, timeout, &seen))
+    Response::Tick(isol_task::tick::wait_with(cpu, tid, timeout, timers, &seen))
 }

@@ -285,6 +285,7 @@ pub fn run(
             .collect()
     };
     let cap = dr.cap.as_ref();
+    let records_lost = cap.is_some_and(|c| c.drops().ringbuf > 0);
     let resolve = |r: &RawRecord| match cap {
         Some(c) => c.resolve(r),
         None => unreachable!("no records without a capture"),
@@ -310,6 +311,7 @@ pub fn run(
                     t0_ns: t0,
                     steal: &steal,
                     runq: &runq[i],
+                    records_lost,
                     resolve: &resolve,
                     cause: &cause,
                 };
@@ -349,6 +351,7 @@ pub fn run(
                     t0_ns,
                     steal: &steal,
                     runq: &[],
+                    records_lost,
                     resolve: &resolve,
                     cause: &cause,
                 };

@@ -2,7 +2,7 @@
 //! deliberate measurement thread stays on housekeeping CPUs, so the CPUs
 //! it watches see nothing of it.
 
-use crate::{Root, SystemModel};
+use crate::Root;
 use isol_cpulist::CpuSet;
 
 /// Pin the calling thread (and the threads it creates later) to `cpus`.
@@ -19,7 +19,8 @@ pub fn pin_current_thread(cpus: &CpuSet) -> Result<(), String> {
 /// Pin the calling thread to the online CPUs outside `watched` and return
 /// them; an error if none is left for isol itself.
 pub fn pin_away_from(watched: &CpuSet) -> Result<CpuSet, String> {
-    let online = SystemModel::probe(&Root::default()).cpus.online;
+    let online = crate::topology::online_cpus(&Root::default())
+        .ok_or("cannot read /sys/devices/system/cpu/online")?;
     let hk = online.difference(watched);
     if hk.is_empty() {
         return Err(format!(

@@ -269,8 +269,19 @@ impl Features {
                 why: "this kernel has no bpf(2) system call (CONFIG_BPF_SYSCALL is not set)".into(),
                 fix: "boot a kernel built with CONFIG_BPF_SYSCALL=y".into(),
             }),
-            // Not root is reported above; a root process refused BPF is a
-            // lockdown or LSM policy.
+            // Not root is reported above. Root without the capabilities
+            // (a container's default) is told apart from a policy.
+            BpfState::NotPermitted
+                if self.root
+                    && !self.capabilities.cap_sys_admin
+                    && !(self.capabilities.cap_bpf && self.capabilities.cap_perfmon) =>
+            {
+                m.push(Missing {
+                    what: "capabilities",
+                    why: "running as uid 0 but without CAP_BPF, CAP_PERFMON or CAP_SYS_ADMIN (a container or a dropped bounding set): bpf(2) is refused".into(),
+                    fix: "grant CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN (docker: --cap-add BPF --cap-add PERFMON --cap-add SYS_ADMIN), or run isol on the host".into(),
+                })
+            }
             BpfState::NotPermitted if self.root => m.push(Missing {
                 what: "bpf",
                 why: "bpf(2) is refused even to root (lockdown or an LSM policy)".into(),

@@ -83,6 +83,21 @@ fn parse_interrupts(text: &str) -> Vec<Line> {
     out
 }
 
+/// Only the architecture lines of /proc/interrupts (one read, no
+/// /proc/irq walk): cheap enough to take before and after a capture.
+pub fn arch_interrupts(root: &Root) -> Vec<ArchIrq> {
+    let text = std::fs::read_to_string(root.proc("interrupts")).unwrap_or_default();
+    parse_interrupts(&text)
+        .into_iter()
+        .filter(|l| l.label.parse::<u32>().is_err())
+        .map(|l| ArchIrq {
+            name: l.label,
+            description: l.rest,
+            counts: l.counts,
+        })
+        .collect()
+}
+
 impl Irqs {
     pub fn probe(root: &Root) -> Irqs {
         let text = std::fs::read_to_string(root.proc("interrupts")).unwrap_or_default();

@@ -6,12 +6,14 @@
 
 pub mod affinity;
 pub mod cgroup;
+pub mod clock;
 pub mod cmdline;
 pub mod error;
 pub mod features;
 pub mod irq;
 pub mod model;
 pub mod root;
+pub mod select;
 pub mod tasks;
 pub mod topology;
 pub mod tracefs;

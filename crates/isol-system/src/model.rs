@@ -30,6 +30,15 @@ pub struct SysfsIsolation {
     pub nohz_full: Option<CpuSet>,
 }
 
+impl SysfsIsolation {
+    pub fn probe(root: &Root) -> SysfsIsolation {
+        SysfsIsolation {
+            isolated: sysfs_list(root, "devices/system/cpu/isolated"),
+            nohz_full: sysfs_list(root, "devices/system/cpu/nohz_full"),
+        }
+    }
+}
+
 /// Which CPUs are isolated, and how, after combining every source.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CpuSummary {
@@ -44,6 +53,67 @@ pub struct CpuSummary {
     pub managed_irq: CpuSet,
     pub rcu_nocbs: CpuSet,
     pub cgroup_isolated: CpuSet,
+}
+
+impl CpuSummary {
+    /// Only what says which CPUs are isolated (sysfs, the command line,
+    /// cgroups): for callers that need nothing else of the machine.
+    pub fn probe(root: &Root) -> CpuSummary {
+        let online = crate::topology::online_cpus(root).unwrap_or_default();
+        let possible = crate::topology::possible_cpus(root);
+        let boot = BootParams::parse(
+            &root.read(&root.proc("cmdline")).unwrap_or_default(),
+            possible.as_ref(),
+        );
+        let sysfs = SysfsIsolation::probe(root);
+        Self::assemble(&online, &boot, &sysfs, &Cgroups::probe(root))
+    }
+
+    fn assemble(
+        online: &CpuSet,
+        boot: &BootParams,
+        sysfs: &SysfsIsolation,
+        cgroups: &Cgroups,
+    ) -> CpuSummary {
+        let online = online.clone();
+        // What the kernel applied wins over what the command line asked.
+        let nohz_full = sysfs
+            .nohz_full
+            .clone()
+            .unwrap_or_default()
+            .intersection(&online);
+        let isol = boot.isolcpus.as_ref();
+        let flag_cpus = |f: IsolFlag| {
+            isol.filter(|i| i.flags.contains(&f))
+                .map(|i| i.cpus.clone())
+                .unwrap_or_default()
+        };
+        let cgroup_isolated = cgroups.isolated_cpus();
+        let boot_domain = sysfs
+            .isolated
+            .clone()
+            .unwrap_or_else(|| flag_cpus(IsolFlag::Domain));
+        let domain = boot_domain.union(&cgroup_isolated).intersection(&online);
+        let managed_irq = flag_cpus(IsolFlag::ManagedIrq).intersection(&online);
+        // nohz_full implies callback offloading (rcu_nocb_setup).
+        let rcu_nocbs = boot
+            .rcu_nocbs
+            .clone()
+            .unwrap_or_default()
+            .union(&nohz_full)
+            .intersection(&online);
+        let isolated = nohz_full.union(&domain).union(&managed_irq);
+        CpuSummary {
+            housekeeping: online.difference(&isolated),
+            online: online.clone(),
+            isolated,
+            nohz_full,
+            domain,
+            managed_irq,
+            rcu_nocbs,
+            cgroup_isolated,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -164,10 +234,7 @@ impl SystemModel {
             &root.read(&root.proc("cmdline")).unwrap_or_default(),
             Some(&topology.possible),
         );
-        let sysfs = SysfsIsolation {
-            isolated: sysfs_list(root, "devices/system/cpu/isolated"),
-            nohz_full: sysfs_list(root, "devices/system/cpu/nohz_full"),
-        };
+        let sysfs = SysfsIsolation::probe(root);
         let cgroups = Cgroups::probe(root);
         let irqs = Irqs::probe(root);
         let tasks = tasks::probe(root);
@@ -188,44 +255,8 @@ impl SystemModel {
         tasks: &[Task],
         features: Features,
     ) -> SystemModel {
-        let online = topology.online.clone();
-        // What the kernel applied wins over what the command line asked.
-        let nohz_full = sysfs
-            .nohz_full
-            .clone()
-            .unwrap_or_default()
-            .intersection(&online);
-        let isol = boot.isolcpus.as_ref();
-        let flag_cpus = |f: IsolFlag| {
-            isol.filter(|i| i.flags.contains(&f))
-                .map(|i| i.cpus.clone())
-                .unwrap_or_default()
-        };
-        let cgroup_isolated = cgroups.isolated_cpus();
-        let boot_domain = sysfs
-            .isolated
-            .clone()
-            .unwrap_or_else(|| flag_cpus(IsolFlag::Domain));
-        let domain = boot_domain.union(&cgroup_isolated).intersection(&online);
-        let managed_irq = flag_cpus(IsolFlag::ManagedIrq).intersection(&online);
-        // nohz_full implies callback offloading (rcu_nocb_setup).
-        let rcu_nocbs = boot
-            .rcu_nocbs
-            .clone()
-            .unwrap_or_default()
-            .union(&nohz_full)
-            .intersection(&online);
-        let isolated = nohz_full.union(&domain).union(&managed_irq);
-        let cpus = CpuSummary {
-            housekeeping: online.difference(&isolated),
-            online: online.clone(),
-            isolated,
-            nohz_full,
-            domain,
-            managed_irq,
-            rcu_nocbs,
-            cgroup_isolated,
-        };
+        let cpus = CpuSummary::assemble(&topology.online, &boot, &sysfs, &cgroups);
+        let online = cpus.online.clone();
 
         let per_cpu = topology
             .cpus

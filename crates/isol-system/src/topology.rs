@@ -36,6 +36,16 @@ fn list(root: &Root, rel: &str) -> Option<CpuSet> {
         .and_then(|s| CpuSet::parse(&s).ok())
 }
 
+/// Online CPUs (one sysfs read: for callers that need nothing else).
+pub fn online_cpus(root: &Root) -> Option<CpuSet> {
+    list(root, "devices/system/cpu/online")
+}
+
+/// Possible CPUs (the size of the kernel's CPU masks).
+pub fn possible_cpus(root: &Root) -> Option<CpuSet> {
+    list(root, "devices/system/cpu/possible")
+}
+
 impl Topology {
     pub fn probe(root: &Root) -> Topology {
         let base = "devices/system/cpu";

@@ -1,4 +1,4 @@
-//! The task isolation prctl ABI of seed 000 (v8..v12, never merged).
+//! The task isolation prctl ABI of the task isolation prctl series (v7..v12, never merged).
 //!
 //! These numbers collide with upstream prctl options (67 is
 //! PR_SET_MEMORY_MERGE: it enables KSM for the whole process): only
@@ -53,7 +53,7 @@ pub const PROC_SELF_TASK_ISOLATION: &str = "/proc/self/task_isolation";
 mod tests {
     use super::*;
     #[test]
-    fn struct_sizes_match_the_seed() {
+    fn struct_sizes_match_the_patch() {
         assert_eq!(std::mem::size_of::<TaskIsolQuiesceExtensions>(), 64);
         assert_eq!(std::mem::size_of::<TaskIsolQuiesceControl>(), 64);
         assert_eq!(std::mem::size_of::<TaskIsolInheritControl>(), 8);

@@ -1,11 +1,11 @@
-//! What a task asks for: the seed's configuration (quiesce mask, one-shot
-//! mask, inheritance) plus strict mode from seeds 002/003.
+//! What a task asks for: the patch's configuration (quiesce mask, one-shot
+//! mask, inheritance) plus strict mode from the earlier task isolation series.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 bitflags::bitflags! {
-    /// Kernel activities to quiesce. Bit 0 is the seed's
+    /// Kernel activities to quiesce. Bit 0 is the patch's
     /// ISOL_F_QUIESCE_VMSTATS; the others are isol's (stock kernels only).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
     #[serde(transparent)]
@@ -15,7 +15,9 @@ bitflags::bitflags! {
         /// This CPU's LRU and mlock page batches drained, so a later
         /// lru_add_drain_all() (mlock, migration, compaction) skips it.
         const LRU = 1 << 1;
-        /// Pending timers on the CPU listed in the activation report.
+        /// Activation waits until no timer is pending on the CPU (the
+        /// watcher reads /proc/timer_list on a housekeeping CPU) and names
+        /// the ones it could not wait out.
         const TIMERS = 1 << 2;
     }
 }
@@ -60,7 +62,7 @@ impl Quiesce {
     }
 }
 
-/// What a child created by fork/clone gets (the seed's I_CFG_INHERIT).
+/// What a child created by fork/clone gets (the patch's I_CFG_INHERIT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Inherit {
@@ -94,13 +96,13 @@ impl Inherit {
 }
 
 /// Strict mode: the first interruption signals the task and ends its
-/// isolation (seeds 002/003).
+/// isolation (the earlier task isolation series).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Strict {
-    /// Signal sent on a break (SIGKILL by default, as in the seeds).
+    /// Signal sent on a break (SIGKILL by default, as in those series).
     pub signal: i32,
     /// The task's own syscalls and page faults break isolation too (the
-    /// seeds' strict mode); otherwise only interruptions it did not ask for.
+    /// series' strict mode); otherwise only interruptions it did not ask for.
     pub syscalls: bool,
     /// Only the task's own syscalls and page faults break it, not
     /// interruptions: a debugging aid that finds where a hot loop enters
@@ -157,6 +159,12 @@ pub struct Config {
     /// Accept a CPU the kernel does not isolate (testing on ordinary
     /// machines); the activation report says so.
     pub allow_unisolated: bool,
+    /// Persistent mode: open the per-thread system-call counter that makes
+    /// `quiesce_if_needed` one load (see `persist`). Off by default: the
+    /// tracepoint it enables is switched by patching kernel text, an IPI
+    /// to every CPU (other isolated ones included) when the first such
+    /// counter opens and the last one closes.
+    pub entry_counter: bool,
 }
 
 impl Default for Config {
@@ -169,6 +177,7 @@ impl Default for Config {
             lock_memory: true,
             tick_timeout_ms: 2000,
             allow_unisolated: false,
+            entry_counter: false,
         }
     }
 }
@@ -178,6 +187,11 @@ impl Default for Config {
 pub const ENV: &str = "ISOL_TASK_CONFIG";
 /// Set with ENV when the activation is inherited across exec too.
 pub const ENV_ACTIVE: &str = "ISOL_TASK_ACTIVE";
+/// The pid ENV was set for. The task isolation patch keeps a task's state
+/// across exec (same pid), and a child created by fork gets it only as the
+/// configuration's inheritance says; the environment reaches every
+/// descendant, so a process whose pid differs applies that rule itself.
+pub const ENV_PID: &str = "ISOL_TASK_PID";
 /// Set by `chisol --preload`: libisol's constructor locks and prefaults the
 /// new program's memory (what activation does, but mlockall is lost at exec).
 pub const ENV_LOCK: &str = "ISOL_TASK_LOCK";
@@ -242,7 +256,7 @@ mod tests {
         assert!(e.contains("\"vmstat\""), "{e}");
     }
     #[test]
-    fn validation_follows_the_seed() {
+    fn validation_follows_the_patch() {
         let c = Config {
             quiesce: Quiesce::VMSTAT,
             oneshot: Quiesce::LRU,

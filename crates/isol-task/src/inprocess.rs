@@ -92,6 +92,7 @@ fn serve(mut cap: Capture, cpus: CpuSet, rx: Receiver<Call>) {
         ..Default::default()
     };
     let mut svc = Service::new();
+    let mut published = std::time::Instant::now();
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok((req, reply)) => {
@@ -100,10 +101,12 @@ fn serve(mut cap: Capture, cpus: CpuSet, rx: Receiver<Call>) {
                         cpu,
                         tid,
                         timeout_ms,
-                    } => Response::Tick(crate::tick::wait(
+                        timers,
+                    } => Response::Tick(crate::tick::wait_with(
                         *cpu,
                         *tid,
                         Duration::from_millis(*timeout_ms),
+                        *timers,
                         &|| tick_seen(&cap, *cpu),
                     )),
                     r => svc.handle(&cap, &policy, 0, r),
@@ -115,5 +118,13 @@ fn serve(mut cap: Capture, cpus: CpuSet, rx: Receiver<Call>) {
         }
         // Records are not kept here; draining keeps the ring from filling.
         let _ = cap.drain_raw();
+        // The breaks counted here, for `isol status` (isold's are in its
+        // own answer).
+        if published.elapsed() >= Duration::from_secs(1) {
+            published = std::time::Instant::now();
+            for t in svc.status_all(&cap, &policy) {
+                crate::registry::update_breaks(t.id, t.breaks, t.last_break);
+            }
+        }
     }
 }

@@ -30,6 +30,9 @@ pub enum Request {
         cpu: u32,
         tid: u32,
         timeout_ms: u64,
+        /// The timers quiesce: go on until no timer is pending on the CPU.
+        #[serde(default)]
+        timers: bool,
     },
     /// Registered tasks (all, or one process's) with their breaks.
     Status {
@@ -56,8 +59,8 @@ pub struct Registration {
     pub pending: bool,
 }
 
-/// The capture engine's STRICT_ARM_MAGIC (bpf/capture.h).
-pub const ARM_MAGIC: u64 = 0x1501_5015;
+/// The capture engine's STRICT_ARM_MAGIC (capture.h).
+pub const ARM_MAGIC: u64 = isol_abi::STRICT_ARM_MAGIC;
 
 /// Arm the calling thread's pending registration: getcpu(2) ignores its
 /// third argument, and the watcher's BPF program recognises this call.
@@ -95,6 +98,48 @@ pub struct TickReport {
     pub dependencies: Vec<Dependency>,
     /// High-resolution timers still queued on the CPU (besides the tick).
     pub pending_timers: Vec<String>,
+    /// The timers quiesce's wait, when asked for.
+    #[serde(default)]
+    pub timers: Option<TimersWait>,
+}
+
+/// The timers quiesce: whether the CPU ended with no timer pending, and
+/// the ones it could not wait out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimersWait {
+    pub quiet: bool,
+    pub waited_ms: u64,
+    pub pending: Vec<PendingTimer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingTimer {
+    /// The hrtimer's function, or "timer wheel" / "tick".
+    pub function: String,
+    pub expires_in_ms: Option<i64>,
+    /// Whose it is likely to be and what to do.
+    pub detail: String,
+}
+
+impl TimersWait {
+    pub fn describe(&self) -> String {
+        if self.quiet {
+            return format!("no timer pending on the CPU (waited {} ms)", self.waited_ms);
+        }
+        let left: Vec<String> = self
+            .pending
+            .iter()
+            .map(|p| match p.expires_in_ms {
+                Some(ms) => format!("{} in {ms} ms ({})", p.function, p.detail),
+                None => format!("{} ({})", p.function, p.detail),
+            })
+            .collect();
+        format!(
+            "could not wait out within {} ms: {}",
+            self.waited_ms,
+            left.join("; ")
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -108,6 +108,11 @@ impl Service {
         }
     }
 
+    /// Every registration's status (the in-process watcher's own view).
+    pub fn status_all(&mut self, cap: &Capture, policy: &Policy) -> Vec<TaskStatus> {
+        self.status(cap, policy, 0, None)
+    }
+
     /// Drop registrations of tasks that are gone (user table and kernel map).
     pub fn prune(&mut self, cap: &Capture) {
         self.regs
@@ -219,12 +224,4 @@ pub fn tick_seen(cap: &Capture, cpu: u32) -> Option<TickSeen> {
         fail_ts_ns: t.fail_ts_ns,
         fail_dependency: t.fail_dependency,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn arm_magic_matches_the_bpf_side() {
-        assert_eq!(crate::protocol::ARM_MAGIC, isol_capture::strict::ARM_MAGIC);
-    }
 }

@@ -2,7 +2,7 @@
 //! it when it does not. Runs on a housekeeping CPU (isold's, or the
 //! in-process watcher's thread): the isolated task spins meanwhile.
 
-use crate::protocol::{Dependency, TickReport};
+use crate::protocol::{Dependency, PendingTimer, TickReport, TimersWait};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -22,11 +22,22 @@ pub struct CpuTimers {
     pub tick_stopped: Option<bool>,
     /// Queued hrtimer functions, the tick's own excluded.
     pub hrtimers: Vec<String>,
+    /// The same with when each expires (ns from now; negative: overdue).
+    pub expiring: Vec<(String, i64)>,
+    /// The tick's own hrtimer is queued, and expires in this many ns. With
+    /// the tick stopped, it is programmed for the CPU's next timer event:
+    /// a timer-wheel timer when no other hrtimer is queued.
+    pub tick_queued: Option<i64>,
+}
+
+fn is_tick(f: &str) -> bool {
+    matches!(f, "tick_nohz_handler" | "tick_sched_timer")
 }
 
 pub fn parse_timer_list(text: &str) -> BTreeMap<u32, CpuTimers> {
     let mut out: BTreeMap<u32, CpuTimers> = BTreeMap::new();
     let mut cur: Option<u32> = None;
+    let mut last_fn: Option<String> = None;
     for line in text.lines() {
         if let Some(n) = line.strip_prefix("cpu: ") {
             cur = n.trim().parse().ok();
@@ -46,12 +57,27 @@ pub fn parse_timer_list(text: &str) -> BTreeMap<u32, CpuTimers> {
                 .parse::<u8>()
                 .ok()
                 .map(|v| v != 0);
+        } else if let Some(r) = t.strip_prefix("# expires at ") {
+            // " # expires at 1234-1234 nsecs [in 5000 to 5000 nsecs]"
+            let inn = r
+                .split("[in ")
+                .nth(1)
+                .and_then(|x| x.split_whitespace().next())
+                .and_then(|x| x.parse::<i64>().ok());
+            if let (Some(ns), Some(f)) = (inn, last_fn.take()) {
+                if is_tick(&f) {
+                    e.tick_queued = Some(ns);
+                } else {
+                    e.expiring.push((f, ns));
+                }
+            }
         } else if t.starts_with('#') {
             // " #0: <0000000047c5c88b>, tick_nohz_handler, S:01"
             if let Some(f) = t.split(", ").nth(1) {
-                if !matches!(f, "tick_nohz_handler" | "tick_sched_timer") {
+                if !is_tick(f) {
                     e.hrtimers.push(f.to_string());
                 }
+                last_fn = Some(f.to_string());
             }
         }
     }
@@ -93,6 +119,21 @@ pub fn wait(
     timeout: Duration,
     seen: &dyn Fn() -> Option<TickSeen>,
 ) -> TickReport {
+    wait_with(cpu, tid, timeout, false, seen)
+}
+
+/// [`wait`], and with `timers` (the timers quiesce) go on waiting, within
+/// the same timeout, until no timer at all is pending on the CPU: no
+/// hrtimer queued, and the stopped tick not programmed (it is, for the
+/// CPU's next timer-wheel timer). Deferrable timers do not count: they
+/// never end a stopped tick. Those still pending at the end are named.
+pub fn wait_with(
+    cpu: u32,
+    tid: u32,
+    timeout: Duration,
+    timers: bool,
+    seen: &dyn Fn() -> Option<TickSeen>,
+) -> TickReport {
     let t0 = Instant::now();
     let start_ns = monotonic_ns();
     let mut report = TickReport {
@@ -101,6 +142,7 @@ pub fn wait(
         waited_ms: 0,
         dependencies: vec![],
         pending_timers: vec![],
+        timers: None,
     };
     if !crate::stock::read_set("/sys/devices/system/cpu/nohz_full").contains(cpu) {
         report.dependencies.push(Dependency {
@@ -109,12 +151,24 @@ pub fn wait(
                 "CPU {cpu} is not in nohz_full=, so its tick runs whenever a task does: boot with nohz_full={cpu}"
             ),
         });
+        if timers {
+            report.timers = Some(TimersWait {
+                quiet: false,
+                waited_ms: 0,
+                pending: vec![PendingTimer {
+                    function: "tick".into(),
+                    expires_in_ms: None,
+                    detail: format!("CPU {cpu} is not nohz_full: its tick runs while a task does, and with it the timers"),
+                }],
+            });
+        }
         return report;
     }
-    let mut timers;
+    let mut cur;
+    let mut stopped_at = None;
     loop {
         match std::fs::read_to_string("/proc/timer_list") {
-            Ok(t) => timers = parse_timer_list(&t).remove(&cpu).unwrap_or_default(),
+            Ok(t) => cur = parse_timer_list(&t).remove(&cpu).unwrap_or_default(),
             Err(e) => {
                 report.dependencies.push(Dependency {
                     kind: "unknown".into(),
@@ -124,8 +178,13 @@ pub fn wait(
             }
         }
         let running_there = matches!(task_on(tid), Some(('R', c)) if c == cpu);
-        if timers.tick_stopped == Some(true) && running_there {
+        let stopped = cur.tick_stopped == Some(true) && running_there;
+        if stopped && stopped_at.is_none() {
+            stopped_at = Some(t0.elapsed());
             report.stopped = true;
+        }
+        let quiet = stopped && cur.expiring.is_empty() && cur.tick_queued.is_none();
+        if stopped && (!timers || quiet) {
             break;
         }
         if t0.elapsed() >= timeout {
@@ -133,12 +192,57 @@ pub fn wait(
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    report.waited_ms = t0.elapsed().as_millis() as u64;
-    report.pending_timers = timers.hrtimers;
+    report.waited_ms = stopped_at.unwrap_or(t0.elapsed()).as_millis() as u64;
+    report.pending_timers = cur.hrtimers.clone();
     if !report.stopped {
         report.dependencies = explain(cpu, tid, start_ns, seen());
     }
+    if timers {
+        report.timers = Some(timers_wait(&cur, report.stopped, t0.elapsed()));
+    }
     report
+}
+
+fn timers_wait(cur: &CpuTimers, stopped: bool, waited: Duration) -> TimersWait {
+    let mut pending: Vec<PendingTimer> = cur
+        .expiring
+        .iter()
+        .map(|(f, ns)| PendingTimer {
+            function: f.clone(),
+            expires_in_ms: Some(ns / 1_000_000),
+            detail: timer_detail(f).into(),
+        })
+        .collect();
+    if !stopped {
+        pending.push(PendingTimer {
+            function: "tick".into(),
+            expires_in_ms: None,
+            detail: "the tick did not stop (see the dependencies), so the timers run with it"
+                .into(),
+        });
+    } else if let (Some(ns), true) = (cur.tick_queued, cur.expiring.is_empty()) {
+        pending.push(PendingTimer {
+            function: "timer wheel".into(),
+            expires_in_ms: Some(ns / 1_000_000),
+            detail: "a timer-wheel timer (add_timer/mod_timer: a driver, the network stack, a delayed work): the stopped tick is programmed for it".into(),
+        });
+    }
+    TimersWait {
+        quiet: pending.is_empty(),
+        waited_ms: waited.as_millis() as u64,
+        pending,
+    }
+}
+
+fn timer_detail(function: &str) -> &'static str {
+    match function {
+        "posix_timer_fn" => "a POSIX timer (timer_create) of a process on this CPU: /proc/PID/timers lists the task's own",
+        "it_real_fn" => "an ITIMER_REAL (setitimer, alarm) of a process on this CPU",
+        "hrtimer_wakeup" => "the timeout of a task sleeping on this CPU (nanosleep, poll, futex)",
+        "dl_task_timer" | "inactive_task_timer" => "the deadline scheduler's timer (the fair server ran here: a SCHED_OTHER task shared the CPU)",
+        "sched_rt_period_timer" => "RT throttling's period timer (sysctl kernel.sched_rt_runtime_us=-1 removes it)",
+        _ => "an hrtimer armed on this CPU",
+    }
 }
 
 /// Name the dependencies: from timer:tick_stop when watched, with the
@@ -298,6 +402,28 @@ mod tests {
         assert_eq!(m[&0].hrtimers, vec!["hrtimer_wakeup"]);
         assert_eq!(m[&1].tick_stopped, Some(true));
         assert_eq!(m[&1].hrtimers, vec!["posix_timer_fn"]);
+    }
+
+    #[test]
+    fn timer_list_expiries_and_the_stopped_ticks_program() {
+        let t = "cpu: 1\n clock 0:\n  active timers:\n #0: <0000000c>, tick_nohz_handler, S:01\n # expires at 5000000-5000000 nsecs [in 3000000 to 3000000 nsecs]\n #1: <0000000d>, posix_timer_fn, S:01\n # expires at 9000000-9000000 nsecs [in 7000000 to 7000000 nsecs]\n  .tick_stopped   : 1\n";
+        let m = parse_timer_list(t);
+        assert_eq!(m[&1].tick_queued, Some(3_000_000));
+        assert_eq!(
+            m[&1].expiring,
+            vec![("posix_timer_fn".to_string(), 7_000_000)]
+        );
+        let w = timers_wait(&m[&1], true, Duration::from_millis(5));
+        assert!(!w.quiet);
+        assert_eq!(w.pending.len(), 1, "{w:?}");
+        assert_eq!(w.pending[0].function, "posix_timer_fn");
+        assert_eq!(w.pending[0].expires_in_ms, Some(7));
+        // Only the tick's own timer: a timer-wheel timer is due.
+        let t = "cpu: 1\n #0: <0000000c>, tick_nohz_handler, S:01\n # expires at 5-5 nsecs [in 4000000 to 4000000 nsecs]\n  .tick_stopped   : 1\n";
+        let w = timers_wait(&parse_timer_list(t)[&1], true, Duration::ZERO);
+        assert_eq!(w.pending[0].function, "timer wheel");
+        let t = "cpu: 1\n  .tick_stopped   : 1\n";
+        assert!(timers_wait(&parse_timer_list(t)[&1], true, Duration::ZERO).quiet);
     }
 
     #[test]

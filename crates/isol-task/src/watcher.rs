@@ -25,6 +25,9 @@ impl Watcher {
             Ok(s) => return Ok(Watcher::Daemon(s)),
             Err(e) => format!("isold is not reachable at {} ({e})", path.display()),
         };
+        // ISOL_INPROCESS_WATCHER=0: never load BPF into this process.
+        let in_process =
+            in_process && std::env::var_os("ISOL_INPROCESS_WATCHER").is_none_or(|v| v != "0");
         #[cfg(feature = "capture")]
         if in_process {
             return crate::inprocess::Handle::start()

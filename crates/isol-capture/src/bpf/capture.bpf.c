@@ -45,6 +45,7 @@ struct cpu_state {
 	__u8 isol_irq_work; /* our own signal's irq_work is pending */
 	__u8 pad;
 	__u32 sched_prev; /* pid switched away from */
+	__u64 sched_task; /* its task_struct (to see it migrate away) */
 	char comm[TASK_COMM];
 	struct cause chain[MAX_CHAIN];
 	struct sender sender;
@@ -68,6 +69,15 @@ struct {
 	__type(key, struct agg_key);
 	__type(value, struct agg_val);
 } agg SEC(".maps");
+
+/* Per CPU, how many times each kind of handler began (enum isol_kind):
+ * the vectors' counts, to hold against /proc/interrupts. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KIND_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} kind_counts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -108,6 +118,17 @@ struct {
 	__type(value, struct sender);
 } ipi_senders SEC(".maps");
 
+/* Kernels without csd_queue_cpu (before 6.4): the sender of an
+ * smp_call_function_many() round, keyed by the sending CPU's per-CPU csd
+ * array (cfd_data.csd / cfd_data.pcpu, the same for every target): the
+ * csd CPU c receives lives at that pointer plus __per_cpu_offset[c]. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct sender);
+} many_senders SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
@@ -134,6 +155,75 @@ static __always_inline void drop(__u32 what)
 	__u64 *c = bpf_map_lookup_elem(&drops, &what);
 	if (c)
 		(*c)++;
+}
+
+/* Per-CPU variables by their kallsyms addresses, which user space passes
+ * in (0 when absent): CPU c's copy lives at the address plus
+ * __per_cpu_offset[c]. Typed ksyms would need BTF variables (5.10's BTF
+ * has none) and, like this, CONFIG_KALLSYMS_ALL (the verifier resolves
+ * them through kallsyms); every distribution kernel has it. Without it
+ * the preempt count is unknown and user space falls back to the stack. */
+const volatile __u64 kallsyms_per_cpu_offset = 0;
+const volatile __u64 kallsyms_preempt_count = 0; /* x86: 5.10-6.1, 6.15+ */
+const volatile __u64 kallsyms_pcpu_hot = 0;      /* x86: 6.2-6.14 */
+const volatile __u64 kallsyms_call_single_queue = 0;
+const volatile __u64 kallsyms_cfd_data = 0;
+const volatile __u64 kallsyms_sched_ttwu_pending = 0; /* code: always listed */
+/* Walk the call-function queue at the vector (names every queued
+ * function, remote irq_work and wake-ups included); set by user space
+ * when the symbols above are known. Otherwise csd_function_entry. */
+const volatile __u8 walk_csd_queue = 0;
+/* Words of a struct cpumask worth reading (nr_cpu_ids / 64, rounded up). */
+const volatile __u32 cpumask_words = 1;
+
+struct pcpu_hot___local {
+	int preempt_count;
+} __attribute__((preserve_access_index));
+
+/* This CPU's copy of a per-CPU variable found in kallsyms, or 0. */
+static __always_inline __u64 kallsyms_this_cpu(__u64 sym)
+{
+	__u64 off = 0;
+
+	if (!sym || !kallsyms_per_cpu_offset ||
+	    bpf_probe_read_kernel(&off, sizeof(off),
+				  (void *)(kallsyms_per_cpu_offset +
+					   bpf_get_smp_processor_id() * sizeof(__u64))))
+		return 0;
+	return sym + off;
+}
+
+/* This CPU's preempt count, or -1 if this kernel does not say. */
+static __always_inline __s64 preempt_count(void)
+{
+	__u64 addr = 0;
+	__u32 pc;
+
+	if (kallsyms_preempt_count)
+		addr = kallsyms_this_cpu(kallsyms_preempt_count);
+	else if (kallsyms_pcpu_hot && bpf_core_field_exists(struct pcpu_hot___local, preempt_count))
+		addr = kallsyms_this_cpu(kallsyms_pcpu_hot) +
+		       bpf_core_field_offset(struct pcpu_hot___local, preempt_count);
+	if (!addr || bpf_probe_read_kernel(&pc, sizeof(pc), (void *)addr))
+		return -1;
+	return pc;
+}
+
+/* NMI_MASK, HARDIRQ_MASK, SOFTIRQ_OFFSET (serving a softirq, not merely
+ * with softirqs disabled) of include/linux/preempt.h. */
+static __always_inline __u8 sender_context(void)
+{
+	__s64 pc = preempt_count();
+
+	if (pc < 0)
+		return SENDER_CTX_UNKNOWN;
+	if (pc & 0x00f00000)
+		return SENDER_CTX_NMI;
+	if (pc & 0x000f0000)
+		return SENDER_CTX_HARDIRQ;
+	if (pc & 0x00000100)
+		return SENDER_CTX_SOFTIRQ;
+	return SENDER_CTX_TASK;
 }
 
 static __always_inline bool cpu_watched(__u32 cpu)
@@ -196,7 +286,7 @@ static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 
 	key = tid;
 	cfg = bpf_map_lookup_elem(&strict, &key);
 	if (!cfg) {
-		key = tgid | 0x80000000u; /* whole-process registration */
+		key = tgid | STRICT_KEY_PROCESS; /* whole-process registration */
 		cfg = bpf_map_lookup_elem(&strict, &key);
 		if (!cfg)
 			return;
@@ -263,7 +353,6 @@ static __always_inline void add_cause(struct cpu_state *st, __u8 class, __u8 kin
 
 static __always_inline void open_episode(struct cpu_state *st, __u64 now)
 {
-	struct task_struct *t = bpf_get_current_task_btf();
 	__u64 id = bpf_get_current_pid_tgid();
 
 	st->start = now;
@@ -277,7 +366,7 @@ static __always_inline void open_episode(struct cpu_state *st, __u64 now)
 	st->sender.valid = 0;
 	if (st->tid == 0)
 		st->flags |= REC_IDLE;
-	bpf_probe_read_kernel_str(st->comm, sizeof(st->comm), t->comm);
+	bpf_get_current_comm(st->comm, sizeof(st->comm));
 }
 
 /* The primary cause: chain[0]'s class, refined by the most telling detail
@@ -381,6 +470,13 @@ static __always_inline void close_episode(struct cpu_state *st, __u64 now)
 	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
 }
 
+static __always_inline void count_kind(__u32 kind)
+{
+	__u64 *c = bpf_map_lookup_elem(&kind_counts, &kind);
+	if (c)
+		(*c)++;
+}
+
 /* A handler begins on this CPU. */
 static __always_inline void enter(__u8 class, __u8 kind, __u32 arg, __u64 addr)
 {
@@ -395,6 +491,7 @@ static __always_inline void enter(__u8 class, __u8 kind, __u32 arg, __u64 addr)
 		open_episode(st, bpf_ktime_get_ns());
 	add_cause(st, class, kind, arg, addr);
 	st->depth++;
+	count_kind(kind);
 	strict_check(st, class, kind, arg, addr);
 }
 
@@ -497,10 +594,84 @@ static __always_inline void plain_ipi_sender(void)
 	}
 }
 
+/* The csd types of include/linux/smp_types.h. */
+#define CSD_FLAG_TYPE_MASK 0xF0
+#define CSD_TYPE_IRQ_WORK 0x20
+#define CSD_TYPE_TTWU 0x30
+#define MAX_WALK 8
+
+/* What a queued call-single node will run, and how to name it. */
+static __always_inline void csd_node_func(__u64 node, __u64 *func, __u32 *arg)
+{
+	struct __call_single_data *csd = (void *)node;
+	__u32 type = BPF_CORE_READ(csd, node.u_flags) & CSD_FLAG_TYPE_MASK;
+
+	*arg = 0;
+	if (type == CSD_TYPE_TTWU) {
+		struct task_struct *p = (void *)(node - bpf_core_field_offset(struct task_struct, wake_entry));
+
+		*func = kallsyms_sched_ttwu_pending;
+		*arg = CSD_ARG_TTWU | (BPF_CORE_READ(p, pid) & 0x3fffffff);
+		return;
+	}
+	/* struct irq_work keeps its func where a csd keeps its own. */
+	*func = BPF_CORE_READ(csd, func);
+	if (type == CSD_TYPE_IRQ_WORK)
+		*arg = CSD_ARG_IRQ_WORK;
+}
+
+/* Who queued `node` for this CPU: its own entry (csd_queue_cpu, or the
+ * __smp_call_single_queue hook), else the smp_call_function_many round
+ * whose per-CPU csd array it belongs to. */
+static __always_inline struct sender *csd_sender(__u64 node, __u64 this_off)
+{
+	struct sender *s = bpf_map_lookup_elem(&csd_senders, &node);
+	__u64 base;
+
+	if (s && s->valid)
+		return s;
+	base = node - this_off;
+	s = bpf_map_lookup_elem(&many_senders, &base);
+	return s && s->valid ? s : NULL;
+}
+
+/* At a call-function vector, before the kernel flushes this CPU's queue:
+ * every function it is about to run, with its sender. The queue only
+ * grows at its head from other CPUs meanwhile, so the walk is safe. */
+static __always_inline void walk_call_queue(struct cpu_state *st)
+{
+	__u64 off = 0, node = 0, func;
+	struct sender *s;
+	__u32 arg;
+
+	if (!st || !st->start ||
+	    bpf_probe_read_kernel(&off, sizeof(off),
+				  (void *)(kallsyms_per_cpu_offset +
+					   bpf_get_smp_processor_id() * sizeof(__u64))) ||
+	    bpf_probe_read_kernel(&node, sizeof(node), (void *)(kallsyms_call_single_queue + off)))
+		return;
+	for (int i = 0; i < MAX_WALK && node; i++) {
+		csd_node_func(node, &func, &arg);
+		add_cause(st, CLASS_IPI, KIND_CSD_FUNCTION, arg, func);
+		if (!st->sender.valid) {
+			s = csd_sender(node, off);
+			if (s) {
+				__builtin_memcpy(&st->sender, s, sizeof(*s));
+				s->valid = 0;
+			}
+		}
+		node = (__u64)BPF_CORE_READ((struct llist_node *)node, next);
+	}
+	if (node)
+		st->flags |= REC_TRUNCATED;
+}
+
 SEC("tp_btf/call_function_entry")
 int BPF_PROG(call_function_entry, int vector)
 {
 	enter(CLASS_IPI, KIND_CALL_FUNCTION, vector, 0);
+	if (walk_csd_queue && watched_here())
+		walk_call_queue(cur_state());
 	return 0;
 }
 
@@ -517,6 +688,8 @@ SEC("tp_btf/call_function_single_entry")
 int BPF_PROG(call_function_single_entry, int vector)
 {
 	enter(CLASS_IPI, KIND_CALL_FUNCTION_SINGLE, vector, 0);
+	if (walk_csd_queue && watched_here())
+		walk_call_queue(cur_state());
 	return 0;
 }
 
@@ -581,6 +754,7 @@ static __always_inline void fill_sender(void *ctx, struct sender *s, __u64 calls
 	s->cpu = bpf_get_smp_processor_id();
 	s->pid = (__u32)id;
 	s->valid = 1;
+	s->context = sender_context();
 	bpf_get_current_comm(s->comm, sizeof(s->comm));
 	s->stack_id = bpf_get_stackid(ctx, &stacks, 0);
 	if (s->stack_id < 0)
@@ -613,6 +787,94 @@ int BPF_PROG(ipi_send_cpu, unsigned int cpu, unsigned long callsite, void *callb
 		return 0;
 	fill_sender(ctx, &s, callsite, 0);
 	if (bpf_map_update_elem(&ipi_senders, &cpu, &s, BPF_ANY))
+		drop(DROP_SENDER);
+	return 0;
+}
+
+/* Kernels before 6.4 have no csd_queue_cpu / ipi_send_cpu: the same
+ * facts from the functions every sender goes through (fentry; their
+ * callsite is then the stack's, resolved in user space). */
+
+static __always_inline void note_single(void *ctx, int cpu, __u64 node)
+{
+	struct sender s = {};
+	__u32 target = cpu, arg;
+	__u64 func;
+
+	if (!cpu_watched(target))
+		return;
+	csd_node_func(node, &func, &arg);
+	fill_sender(ctx, &s, 0, func);
+	if (bpf_map_update_elem(&csd_senders, &node, &s, BPF_ANY))
+		drop(DROP_SENDER);
+	bpf_map_update_elem(&ipi_senders, &target, &s, BPF_ANY);
+}
+
+/* Every single-CPU queueing goes through __smp_call_single_queue: remote
+ * irq_work (nohz_full kicks) and remote wake-ups from other files, and
+ * smp_call_function_single(_async) through generic_exec_single, into
+ * which the compiler may inline it (Debian's 5.10 and 6.1 do): both. */
+SEC("fentry/__smp_call_single_queue")
+int BPF_PROG(smp_single_queue, int cpu, struct llist_node *node)
+{
+	note_single(ctx, cpu, (__u64)node);
+	return 0;
+}
+
+SEC("fentry/generic_exec_single")
+int BPF_PROG(smp_exec_single, int cpu, struct __call_single_data *csd)
+{
+	note_single(ctx, cpu, (__u64)csd);
+	return 0;
+}
+
+/* smp_call_function_many() and on_each_cpu*(): one entry per round,
+ * under the sending CPU's csd array, if any watched CPU is a target. The
+ * function (a pointer argument 5.10's verifier will not hand over) is
+ * read from the csd by the target's queue walk. */
+SEC("fentry/smp_call_function_many_cond")
+int BPF_PROG(smp_many_cond, const struct cpumask *mask)
+{
+	struct sender s = {};
+	__u64 bits, cfd, base = 0;
+	bool hit = false;
+
+	for (__u32 w = 0; w < WATCH_WORDS; w++) {
+		if (w >= cpumask_words)
+			break;
+		if (!watch_mask[w])
+			continue;
+		bits = 0;
+		bpf_probe_read_kernel(&bits, sizeof(bits), (void *)mask + w * sizeof(__u64));
+		if (bits & watch_mask[w]) {
+			hit = true;
+			break;
+		}
+	}
+	if (!hit)
+		return 0;
+	/* cfd_data's first member is the per-CPU csd array (5.10: csd,
+	 * 6.1: pcpu, whose first member is the csd). */
+	cfd = kallsyms_this_cpu(kallsyms_cfd_data);
+	if (!cfd || bpf_probe_read_kernel(&base, sizeof(base), (void *)cfd) || !base)
+		return 0;
+	fill_sender(ctx, &s, 0, 0);
+	if (bpf_map_update_elem(&many_senders, &base, &s, BPF_ANY))
+		drop(DROP_SENDER);
+	return 0;
+}
+
+/* Reschedule IPIs (x86). */
+SEC("fentry/native_smp_send_reschedule")
+int BPF_PROG(smp_send_reschedule, int cpu)
+{
+	struct sender s = {};
+	__u32 target = cpu;
+
+	if (!cpu_watched(target))
+		return 0;
+	fill_sender(ctx, &s, 0, 0);
+	if (bpf_map_update_elem(&ipi_senders, &target, &s, BPF_ANY))
 		drop(DROP_SENDER);
 	return 0;
 }
@@ -755,12 +1017,41 @@ int BPF_PROG(nmi_handler, void *handler, s64 delta_ns, int handled)
 
 /* ---- preemption: another task runs on the watched CPU ---- */
 
+struct task_struct___pre514 {
+	long state;
+} __attribute__((preserve_access_index));
+
+struct task_struct___pre516 {
+	unsigned int cpu;
+} __attribute__((preserve_access_index));
+
+/* The CPU a task is on (thread_info.cpu since 5.16, task->cpu before). */
+static __always_inline __u32 task_cpu_of(__u64 t)
+{
+	struct task_struct *task = (void *)t;
+
+	if (bpf_core_field_exists(task->thread_info.cpu))
+		return BPF_CORE_READ(task, thread_info.cpu);
+	return BPF_CORE_READ((struct task_struct___pre516 *)task, cpu);
+}
+
+/* A task switched out while still runnable was preempted: at the tick,
+ * on return to user space, `preempt` is false (schedule() from the exit
+ * path), so the state is what tells it from a task that blocked. */
+static __always_inline bool still_runnable(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->__state))
+		return BPF_CORE_READ(t, __state) == 0; /* TASK_RUNNING */
+	return BPF_CORE_READ((struct task_struct___pre514 *)t, state) == 0;
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	struct cpu_state *st;
 	__u32 prev_pid = prev->pid, next_pid = next->pid;
 	bool next_kthread = next->flags & 0x00200000; /* PF_KTHREAD */
+	bool involuntary;
 	__u64 now;
 
 	if (!armed)
@@ -779,17 +1070,25 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	}
 	now = bpf_ktime_get_ns();
 	if (st->start && st->sched) {
-		/* Back to the displaced task, to idle, or to another user task:
-		 * the displacement ends. */
-		if (next_pid == st->sched_prev || next_pid == 0 || !next_kthread)
+		/* The displacement ends when the displaced task runs again,
+		 * when the CPU goes idle, or when that task is no longer on
+		 * this CPU (migrated); until then every task that runs here
+		 * is part of it (a preempting task preempted in turn). Idle
+		 * displaced by a kernel thread ends when a user task runs. */
+		if (next_pid == st->sched_prev || next_pid == 0 ||
+		    (st->sched_prev == 0 && !next_kthread) ||
+		    task_cpu_of(st->sched_task) != bpf_get_smp_processor_id())
 			close_episode(st, now);
+		else
+			add_cause(st, CLASS_SCHED, KIND_PREEMPT, next_pid, 0);
 		return 0;
 	}
 	/* A kernel thread displacing the task (or idle), or any task
 	 * preempting a running one: that is an interruption. Otherwise the
 	 * task left the CPU itself (blocked, exited, killed): a kernel entry
 	 * it made ends here, since it will not reach user_enter now. */
-	if (next_pid == 0 || (!next_kthread && !(preempt && prev_pid))) {
+	involuntary = preempt || still_runnable(prev);
+	if (next_pid == 0 || (!next_kthread && !(involuntary && prev_pid))) {
 		if (st->start)
 			close_episode(st, now);
 		return 0;
@@ -799,6 +1098,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 		open_episode(st, now);
 	st->sched = 1;
 	st->sched_prev = prev_pid;
+	st->sched_task = (__u64)prev;
 	add_cause(st, CLASS_SCHED, KIND_PREEMPT, next_pid, 0);
 	return 0;
 }
@@ -900,14 +1200,14 @@ int BPF_PROG(process_fork, struct task_struct *parent, struct task_struct *child
 	ckey = child->pid;
 	cfg = bpf_map_lookup_elem(&strict, &key);
 	if (!cfg) {
-		key = parent->tgid | 0x80000000u;
-		ckey = child->tgid | 0x80000000u;
+		key = parent->tgid | STRICT_KEY_PROCESS;
+		ckey = child->tgid | STRICT_KEY_PROCESS;
 		cfg = bpf_map_lookup_elem(&strict, &key);
 	}
 	if (!cfg || !(cfg->flags & STRICT_INHERIT) || key == ckey)
 		return 0; /* not inherited, or a new thread a process key covers */
 	c = *cfg;
-	if (!(ckey & 0x80000000u))
+	if (!(ckey & STRICT_KEY_PROCESS))
 		c.flags &= ~STRICT_PROCESS;
 	bpf_map_update_elem(&strict, &ckey, &c, BPF_ANY);
 	return 0;

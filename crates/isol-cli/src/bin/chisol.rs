@@ -11,6 +11,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use isol_cli::chisol_args::Args;
 use isol_cpulist::CpuSet;
 use isol_task::protocol::{Request, Response, TaskStatus};
 use isol_task::{config, Config, Inherit, Quiesce, Strict};
@@ -19,61 +20,6 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::time::Duration;
-
-#[derive(Parser, Debug)]
-#[command(name = "chisol", version, about = "Run a program under task isolation")]
-struct Args {
-    /// Kernel activities to quiesce: vmstat_sync, lru_drain, timers, all.
-    #[arg(short = 'q', long, default_value = "vmstat_sync")]
-    quiesce: String,
-    /// Of those, the ones done at activation only (one-shot mode).
-    #[arg(short = 'o', long, default_value = "")]
-    oneshot: String,
-    /// Activate isolation before running the program.
-    #[arg(short = 'a', long)]
-    activate: bool,
-    /// What the program's children inherit: conf, or active (implies conf).
-    #[arg(short = 'I', long)]
-    inherit: Option<String>,
-    /// Show the task isolation features and the inherited configuration.
-    #[arg(short = 'i', long)]
-    info: bool,
-    /// CPU to run on (default: the one CPU this shell is pinned to, or the
-    /// first isolated CPU).
-    #[arg(short = 'c', long)]
-    cpu: Option<u32>,
-    /// Strict mode: the first interruption signals the program.
-    #[arg(long)]
-    strict: bool,
-    /// Signal for strict mode (number or name, default KILL).
-    #[arg(long, default_value = "KILL")]
-    signal: String,
-    /// How long to wait for the tick to stop (ms).
-    #[arg(long, default_value_t = 2000)]
-    timeout_ms: u64,
-    /// Accept a CPU the kernel does not isolate (tests on ordinary machines).
-    #[arg(long)]
-    allow_unisolated: bool,
-    /// With -a: preload this libisol.so into the program so that its memory
-    /// is locked and prefaulted in the new image (mlockall does not survive
-    /// exec). Dynamically linked programs only.
-    #[arg(long, value_name = "LIBISOL_SO", requires = "activate")]
-    preload: Option<std::path::PathBuf>,
-    /// Act on a running process instead of starting one (needs isold): it
-    /// must already be pinned to one CPU. Registers it (with -a) or, with
-    /// --deactivate, ends its registration.
-    #[arg(short = 'p', long)]
-    pid: Option<u32>,
-    /// With --pid: end the process's isolation.
-    #[arg(short = 'd', long, requires = "pid")]
-    deactivate: bool,
-    /// Print the activation report and the final status as JSON (stderr).
-    #[arg(long)]
-    json: bool,
-    /// The program and its arguments.
-    #[arg(trailing_var_arg = true)]
-    command: Vec<String>,
-}
 
 fn signal_number(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
@@ -111,6 +57,7 @@ fn config_from(a: &Args) -> Result<Config> {
         lock_memory: false,
         tick_timeout_ms: a.timeout_ms,
         allow_unisolated: a.allow_unisolated,
+        entry_counter: false,
     };
     c.validate()?;
     Ok(c)
@@ -195,14 +142,13 @@ fn run(a: Args) -> Result<ExitCode> {
 
     if !a.activate {
         // Configuration only: the program (linked with libisol) activates.
+        // chisol configures itself (the kernel's prctl where the patch
+        // is; the environment, ISOL_TASK_CONFIG for this pid, elsewhere)
+        // and execs, which keeps it, as the patch's chisol does.
         if let Some(cpu) = a.cpu {
             pin(&CpuSet::from_iter([cpu]))?;
         }
-        std::env::set_var(config::ENV, cfg.to_env());
-        std::env::remove_var(config::ENV_ACTIVE);
-        if let Some(p) = isol_task::native::Proof::check() {
-            isol_task::native::configure_from(&p, &cfg)?;
-        }
+        isol_task::configure(cfg)?;
         return Err(exec(&argv));
     }
     activate_and_run(&a, cfg, argv)
@@ -286,14 +232,12 @@ fn child(
         }
         if let Some(p) = isol_task::native::Proof::check() {
             isol_task::native::configure_from(&p, cfg)?;
-            isol_task::native::activate(&p, true)?;
+            isol_task::native::activate(&p, isol_task::abi::ISOL_F_QUIESCE)?;
             drop(ready);
         } else {
             isol_task::stock::memory::disable_thp()?;
-            let done = isol_task::stock::quiesce::run(
-                cfg.quiesce,
-                isol_task::stock::kernel_isolated().contains(cpu),
-            )?;
+            let plan = isol_task::stock::quiesce::VmstatPlan::for_cpu(cpu);
+            let done = isol_task::stock::quiesce::run(cfg.quiesce, plan)?;
             let mut w = std::fs::File::from(ready);
             for d in done {
                 writeln!(w, "{}: {}", d.name, d.detail)?;
@@ -307,6 +251,7 @@ fn child(
         }
         std::env::set_var(config::ENV, cfg.to_env());
         std::env::set_var(config::ENV_ACTIVE, "1");
+        std::env::set_var(config::ENV_PID, std::process::id().to_string());
         if let Some(lib) = preload {
             // libisol's constructor locks the new image's memory.
             let mut v = lib.as_os_str().to_owned();
@@ -363,6 +308,7 @@ fn parent(
             cpu,
             tid: pid,
             timeout_ms: cfg.tick_timeout_ms,
+            timers: cfg.quiesce.contains(Quiesce::TIMERS),
         }) {
             if !a.json {
                 if t.stopped {
@@ -379,6 +325,9 @@ fn parent(
                     for d in &t.dependencies {
                         eprintln!("chisol:   {}: {}", d.kind, d.detail);
                     }
+                }
+                if let Some(w) = &t.timers {
+                    eprintln!("chisol: timers: {}", w.describe());
                 }
             }
             report["tick"] = serde_json::to_value(&t)?;
@@ -451,6 +400,7 @@ fn existing(a: &Args, pid: u32) -> Result<ExitCode> {
         cpu,
         tid: pid,
         timeout_ms: cfg.tick_timeout_ms,
+        timers: cfg.quiesce.contains(Quiesce::TIMERS),
     })? {
         Response::Tick(t) => Some(t),
         _ => None,

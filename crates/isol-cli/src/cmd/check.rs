@@ -5,13 +5,13 @@
 //! of the HTML report.
 
 use crate::output::json;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use isol_cpulist::CpuSet;
 use isol_noise::attribute::Params;
 use isol_noise::report::{fmt_ns, html, CpuReport, Report};
 use isol_noise::sampler;
 use isol_noise::session::{self, Attribution, Mode, SessionOptions};
-use isol_system::{Root, SystemModel};
+use isol_system::Root;
 use serde::Serialize;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -53,26 +53,18 @@ struct Check {
     noise: Report,
 }
 
-/// The CPUs to check and why.
-fn choose(model: &SystemModel, asked: Option<CpuSet>) -> Result<(CpuSet, String, bool)> {
-    if let Some(c) = asked {
-        return Ok((c.clone(), format!("CPUs {c} as asked"), true));
-    }
-    if !model.cpus.isolated.is_empty() {
-        let c = model.cpus.isolated.clone();
-        return Ok((c.clone(), format!("the isolated CPUs ({c})"), true));
-    }
-    let online = &model.cpus.online;
-    if online.len() < 2 {
-        bail!("this machine has a single online CPU: nothing can be isolated (isol needs one CPU for housekeeping and one to measure)");
-    }
-    // The last CPU: CPU 0 carries most housekeeping by default.
-    let cpu = online.last().unwrap_or(1);
-    Ok((
-        CpuSet::single(cpu),
-        format!("no CPU is isolated on this machine, so CPU {cpu} (the last online CPU; CPU 0 does most housekeeping) was measured as a pinned program would see it"),
-        false,
-    ))
+/// The CPUs to check, why, and whether they are isolated.
+fn choose(asked: Option<CpuSet>) -> Result<(CpuSet, String, bool)> {
+    use isol_system::select::{select, WhenNoneIsolated};
+    let s = select(
+        &Root::default(),
+        asked.as_ref(),
+        WhenNoneIsolated::LastOnline,
+    )
+    .map_err(anyhow::Error::msg)?;
+    // A user's list is checked as asked, isolated or not.
+    let isolated = s.isolated || asked.is_some();
+    Ok((s.watched, s.why, isolated))
 }
 
 /// What a cause means and what to do about it, in a sentence.
@@ -131,8 +123,7 @@ fn cpu_lines(c: &CpuReport, duration_s: f64, attribution: bool) -> (&'static str
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let root = Root::default();
-    let model = SystemModel::probe(&root);
-    let (cpus, chosen, isolated) = choose(&model, a.cpus.clone())?;
+    let (cpus, chosen, isolated) = choose(a.cpus.clone())?;
     let audit = if isolated && a.cpus.is_none() {
         isol_tune::audit::verdict(&root).ok()
     } else {

@@ -1,8 +1,12 @@
-//! `isol status [PID]`: isolated tasks as isold sees them (mode, CPU,
-//! breaks, last cause) and, on a patched kernel, /proc/PID/task_isolation.
+//! `isol status [PID]`: tasks with task isolation state. isold's
+//! registrations (mode, CPU, breaks, last cause); the tasks the library
+//! knows that isold does not (configured but not active, watched by an
+//! in-process watcher, or without a watcher: the /dev/shm registry); and,
+//! on a patched kernel, /proc/PID/task_isolation.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use isol_task::native::{self, ProcState};
+use isol_task::registry::Entry;
 use isol_task::TaskStatus;
 use serde::Serialize;
 use std::process::ExitCode;
@@ -16,17 +20,51 @@ pub struct Args {
 }
 
 #[derive(Serialize)]
+struct Native {
+    pid: u32,
+    #[serde(flatten)]
+    state: ProcState,
+}
+
+#[derive(Serialize)]
 struct Out {
     schema: &'static str,
     /// isold's registrations; None when isold is not reachable.
     tasks: Option<Vec<TaskStatus>>,
     isold: String,
-    /// The patched kernel's view of PID.
-    task_isolation: Option<ProcState>,
+    /// Threads with isolation state as the library published them (those
+    /// registered with isold included, with their configuration).
+    local: Vec<Entry>,
+    /// The patched kernel's view of PID (or of every configured process).
+    task_isolation: Vec<Native>,
+}
+
+fn native_states(pid: Option<u32>) -> Vec<Native> {
+    if native::Proof::check().is_none() {
+        return pid
+            .and_then(|p| native::proc_state(p).map(|state| Native { pid: p, state }))
+            .into_iter()
+            .collect();
+    }
+    let pids: Vec<u32> = match pid {
+        Some(p) => vec![p],
+        None => std::fs::read_dir("/proc")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    pids.into_iter()
+        .filter_map(|p| native::proc_state(p).map(|state| Native { pid: p, state }))
+        .filter(|n| pid.is_some() || n.state.configured != "none")
+        .collect()
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let native = a.pid.and_then(native::proc_state);
+    let native = native_states(a.pid);
+    let local = isol_task::registry::list(a.pid);
     let (tasks, isold) = match isol_task::status(a.pid) {
         Ok(t) => (
             Some(t),
@@ -34,23 +72,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ),
         Err(e) => (None, e.to_string()),
     };
-    if tasks.is_none() && native.is_none() {
-        bail!("{isold}");
-    }
     let out = Out {
-        schema: "isol.status/1",
+        schema: "isol.status/2",
         tasks,
         isold,
+        local,
         task_isolation: native,
     };
     if a.json {
         crate::output::json(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(n) = &out.task_isolation {
+    for n in &out.task_isolation {
         println!(
-            "task_isolation: configured {}; active {}; quiescing {}",
-            n.configured, n.active, n.quiescing
+            "task_isolation of {}: configured {}; active {}; quiescing {}",
+            n.pid, n.state.configured, n.state.active, n.state.quiescing
         );
     }
     match &out.tasks {
@@ -78,6 +114,36 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     s.breaks,
                 );
             }
+        }
+    }
+    if out.local.is_empty() {
+        println!("no thread published isolation state (/dev/shm/isol-task.*)");
+    } else {
+        println!("threads with isolation state (as their library published it):");
+        println!(
+            "{:>8} {:>8} {:>6} {:>4} {:10} {:6} {:18} {:8} {:>7}  WATCHER",
+            "TID", "PID", "UID", "CPU", "MODE", "ACTIVE", "QUIESCE", "INHERIT", "BREAKS"
+        );
+        for e in &out.local {
+            let c = e.config.as_ref();
+            println!(
+                "{:>8} {:>8} {:>6} {:>4} {:10} {:6} {:18} {:8} {:>7}  {}",
+                e.tid,
+                e.pid,
+                e.uid,
+                e.cpu.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                c.map(|c| c.mode().name()).unwrap_or("-"),
+                crate::output::yes(e.active),
+                c.map(|c| c.quiesce.names().join(","))
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "-".into()),
+                c.map(|c| format!("{:?}", c.inherit).to_lowercase())
+                    .unwrap_or_else(|| "-".into()),
+                e.breaks
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                e.watcher.as_deref().unwrap_or("none"),
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

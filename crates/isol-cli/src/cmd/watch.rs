@@ -3,10 +3,10 @@
 //! optional strict-mode registration.
 
 use crate::output::json;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use isol_capture::{Aggregate, Capture, Class, Options, StrictConfig};
 use isol_cpulist::CpuSet;
-use isol_system::{Root, SystemModel};
+use isol_system::Root;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -109,40 +109,37 @@ struct Summary<'a> {
     cpus: &'a CpuSet,
     pid: Option<u32>,
     duration_s: f64,
-    attached: &'a [&'static str],
-    skipped: &'a [&'static str],
+    attached: &'a [String],
+    skipped: &'a [String],
     records: u64,
     drops: isol_capture::Drops,
     /// Peak resident memory of isol itself (VmHWM), KiB.
     max_rss_kb: u64,
     summary: Vec<Aggregate>,
     breaks: Vec<isol_capture::StrictBreak>,
+    /// How this kernel gave each fact.
+    sources: &'a isol_capture::capture::Sources,
+    /// Per watched CPU, the vectors isol counted beside the kernel's own
+    /// counts over the same run: nothing lost silently.
+    vectors: Vec<isol_capture::capture::VectorCheck>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let model = SystemModel::probe(&Root::default());
+    let root = Root::default();
+    let mut nohz_full = CpuSet::new();
     let cpus = match (&a.cpus, a.pid) {
-        (Some(c), _) => {
-            let off = c.difference(&model.cpus.online);
-            if !off.is_empty() {
-                bail!(
-                    "--cpus {c}: CPU {off} is not online (online: {})",
-                    model.cpus.online
-                );
-            }
-            c.clone()
-        }
+        // --pid alone follows the process wherever it runs.
         (None, Some(_)) => CpuSet::new(),
-        (None, None) => {
-            if model.cpus.isolated.is_empty() {
-                bail!("this machine has no isolated CPUs; name the CPUs to watch with --cpus LIST (e.g. --cpus 1)");
-            }
-            model.cpus.isolated.clone()
+        (asked, _) => {
+            use isol_system::select::{select, WhenNoneIsolated};
+            let s = select(&root, asked.as_ref(), WhenNoneIsolated::Refuse)
+                .map_err(|e| anyhow::anyhow!("--cpus: {e}"))?;
+            isol_system::affinity::pin_current_thread(&s.housekeeping)
+                .map_err(anyhow::Error::msg)?;
+            nohz_full = s.nohz_full;
+            s.watched
         }
     };
-    if !cpus.is_empty() {
-        isol_system::affinity::pin_away_from(&cpus).map_err(anyhow::Error::msg)?;
-    }
     let strict_cfg = {
         let mut c = StrictConfig::asynchronous(a.signal);
         c.classes = a.break_on.0.clone();
@@ -152,7 +149,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let strict_any = !a.strict.is_empty() || !a.strict_process.is_empty();
     // On CPUs with context tracking the user_exit program sees syscalls;
     // elsewhere strict mode on syscalls needs the syscall tracepoint.
-    let ct_everywhere = cpus.is_subset(&model.cpus.nohz_full) && !cpus.is_empty();
+    let ct_everywhere = cpus.is_subset(&nohz_full) && !cpus.is_empty();
     let mut cap = Capture::start(Options {
         cpus: cpus.clone(),
         pid: a.pid,
@@ -172,7 +169,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         signal_hook::flag::register(sig, stop.clone())?;
     }
     let live = !a.json && !a.events && std::io::stdout().is_terminal();
-    if !live && !a.json && !a.events {
+    // In every mode but the live table: a script can wait for this line to
+    // know the programs are attached (loading takes seconds, more in a VM).
+    if !live {
         eprintln!(
             "isol: watching {} ({} tracepoints); Ctrl-C for the summary",
             if cpus.is_empty() {
@@ -228,6 +227,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             break;
         }
     }
+    let vectors = cap.vector_check();
     let s = Summary {
         schema: "isol.watch/1",
         kind: "summary",
@@ -241,6 +241,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         max_rss_kb: max_rss_kb(),
         summary: cap.aggregates(),
         breaks: cap.breaks(),
+        sources: &cap.sources,
+        vectors,
     };
     if a.events {
         writeln!(out, "{}", serde_json::to_string(&s)?)?;

@@ -5,14 +5,13 @@
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 
 pub const ISOL: &str = env!("CARGO_BIN_EXE_isol");
 
-/// Capture tests share CPU 1: run them one at a time.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// Capture tests share CPU 1: run them one at a time, across threads and
+/// processes.
+pub fn serial() -> isol_lab::lock::FileLock {
+    isol_lab::lock::host_cpu1().expect("locking the host's CPU 1 for this test")
 }
 
 /// testprogs/noisegen.c, built static by the lab's builder.

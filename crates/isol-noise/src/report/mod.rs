@@ -12,7 +12,7 @@ use crate::attribute::{self, Attribution, Params, Span};
 use crate::histogram::Histogram;
 use crate::sampler::Outcome;
 use isol_capture::record::{RawRecord, Record, Sender};
-use isol_capture::Cause;
+use isol_capture::{Cause, Class};
 use isol_cpulist::CpuSet;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -56,7 +56,7 @@ pub struct Stop {
 #[derive(Debug, Clone, Serialize)]
 pub struct CaptureInfo {
     pub attached: usize,
-    pub skipped: Vec<&'static str>,
+    pub skipped: Vec<String>,
     pub records: u64,
     pub drops: isol_capture::Drops,
 }
@@ -214,10 +214,13 @@ pub struct Context<'a> {
     pub steal: &'a [u64],
     /// (monotonic ns, cumulative run-queue wait ns) of the measuring
     /// thread, sampled every few ms from /proc (schedstat): time another
-    /// task had the CPU while the loop was runnable. The capture engine
-    /// records preemption by kernel threads only, so a user task sharing
-    /// the CPU leaves gaps with no record; this names them.
+    /// task had the CPU while the loop was runnable. The capture records
+    /// every displacement itself; this names uncovered gaps only when it
+    /// lost records (`records_lost`), and otherwise keeps preemptions
+    /// from being counted twice.
     pub runq: &'a [(u64, u64)],
+    /// The capture dropped records during the run (ring buffer full).
+    pub records_lost: bool,
     pub resolve: &'a dyn Fn(&RawRecord) -> Record,
     pub cause: &'a dyn Fn(&RawRecord) -> Cause,
 }
@@ -233,12 +236,23 @@ fn percentiles(h: &Histogram) -> Percentiles {
     }
 }
 
-/// Whether the loop's run-queue wait in the sampling intervals that
-/// [start, end) overlaps accounts for `hw_ns` of uncovered gap time (80%);
-/// the wait is handed out once. A long gap (another task holding the CPU
-/// for 50 ms, say) spans several sampling intervals: their waits add up.
-fn runq_covers(runq: &[(u64, u64)], budget: &mut [u64], start: u64, end: u64, hw_ns: u64) -> bool {
-    if hw_ns == 0 || runq.len() < 2 {
+/// Hands out the loop's run-queue wait (from schedstat, per sampling
+/// interval) to a gap [start, end). `cover`: the gap has `ns` of time no
+/// kernel entry covers; it is a run-queue wait if the intervals it
+/// overlaps still hold 80% of that (a long gap spans several intervals:
+/// their waits add up), and takes it. Otherwise the gap was a preemption
+/// the capture saw: it takes its `ns` of wait unconditionally, so that
+/// wait cannot also explain another, uncovered gap in the same interval
+/// (an injected stall beside a real preemption is `hw`).
+fn runq_take(
+    runq: &[(u64, u64)],
+    budget: &mut [u64],
+    start: u64,
+    end: u64,
+    ns: u64,
+    cover: bool,
+) -> bool {
+    if ns == 0 || runq.len() < 2 {
         return false;
     }
     // Interval k is [runq[k].0, runq[k+1].0).
@@ -250,11 +264,13 @@ fn runq_covers(runq: &[(u64, u64)], budget: &mut [u64], start: u64, end: u64, hw
     }
     let range = first - 1..after;
     let avail: u64 = budget[range.clone()].iter().sum();
-    if avail * 5 < hw_ns * 4 {
+    if cover && avail * 5 < ns * 4 {
         return false;
     }
-    let mut need = hw_ns;
-    for b in &mut budget[range] {
+    // schedstat adds a wait when the task runs again: at the gap's end,
+    // so the last interval pays first.
+    let mut need = ns;
+    for b in budget[range].iter_mut().rev() {
         let take = (*b).min(need);
         *b -= take;
         need -= take;
@@ -307,12 +323,30 @@ fn analyse(
         let steal = [sec.wrapping_sub(1), sec, sec + 1]
             .iter()
             .any(|&s| cx.steal.get(s).is_some_and(|&v| v > 0));
+        // Preemptions the capture saw in this gap account for their part
+        // of the run-queue wait first.
+        let seen_wait: u64 = a
+            .entries
+            .iter()
+            .map(|&e| &records[order[e]])
+            .filter(|r| Class::from_raw(r.primary.class) == Class::Sched)
+            .map(|r| {
+                let (s0, e0) = (
+                    r.start_ns.max(g.0),
+                    (r.start_ns + r.duration_ns).min(g.0 + g.1),
+                );
+                e0.saturating_sub(s0)
+            })
+            .sum();
+        runq_take(cx.runq, &mut budget, g.0, g.0 + g.1, seen_wait, false);
         let name = match (a.hw, a.primary) {
             (false, Some(p)) => {
                 attributed += 1;
                 Named::of(&(cx.cause)(&records[order[p]]))
             }
-            _ if runq_covers(cx.runq, &mut budget, g.0, g.0 + g.1, a.hw_ns) => {
+            _ if cx.records_lost
+                && runq_take(cx.runq, &mut budget, g.0, g.0 + g.1, a.hw_ns, true) =>
+            {
                 attributed += 1;
                 Named::runqueue()
             }

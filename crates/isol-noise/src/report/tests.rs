@@ -117,6 +117,7 @@ pub(crate) fn made_up() -> Report {
             (2_000_000_000, 0),
             (3_000_000_000, 0),
         ],
+        records_lost: true,
         resolve: &record_of,
         cause: &cause_of,
     };
@@ -217,44 +218,49 @@ fn run_queue_wait_names_an_uncovered_gap_but_only_up_to_the_wait() {
     let mut budget = vec![3_000_000, 0];
     let runq = [(0, 0), (10_000_000, 3_000_000), (20_000_000, 3_000_000)];
     // 2 ms uncovered in interval 0 (3 ms of wait): sched.
-    assert!(runq_covers(
+    assert!(runq_take(
         &runq,
         &mut budget,
         1_000_000,
         3_000_000,
-        2_000_000
+        2_000_000,
+        true
     ));
     // Another 2 ms there: only 1 ms of wait left.
-    assert!(!runq_covers(
+    assert!(!runq_take(
         &runq,
         &mut budget,
         4_000_000,
         6_000_000,
-        2_000_000
+        2_000_000,
+        true
     ));
     // Interval 1 had no wait.
-    assert!(!runq_covers(
+    assert!(!runq_take(
         &runq,
         &mut budget,
         12_000_000,
         13_000_000,
-        1_000_000
+        1_000_000,
+        true
     ));
     // Across the boundary: 1 ms left in interval 0, none in 1: not 2 ms.
-    assert!(!runq_covers(
+    assert!(!runq_take(
         &runq,
         &mut budget,
         9_000_000,
         12_000_000,
-        2_000_000
+        2_000_000,
+        true
     ));
     // Past the last sample: not judged.
-    assert!(!runq_covers(
+    assert!(!runq_take(
         &runq,
         &mut budget,
         15_000_000,
         25_000_000,
-        1_000_000
+        1_000_000,
+        true
     ));
 }
 
@@ -268,13 +274,39 @@ fn a_long_run_queue_wait_spanning_samples_is_named() {
         (60_000_000, 50_000_000),
     ];
     let mut budget: Vec<u64> = runq.windows(2).map(|w| w[1].1 - w[0].1).collect();
-    assert!(runq_covers(
+    assert!(runq_take(
         &runq,
         &mut budget,
         5_000_000,
         55_000_000,
-        50_000_000
+        50_000_000,
+        true
     ));
     // Handed out once.
     assert_eq!(budget.iter().sum::<u64>(), 0);
+}
+
+#[test]
+fn a_seen_preemption_uses_up_its_wait_so_a_stall_beside_it_is_hw() {
+    // 3 ms of run-queue wait in interval 0, all of it a preemption the
+    // capture recorded (a covered sched gap).
+    let runq = [(0, 0), (10_000_000, 3_000_000), (20_000_000, 3_000_000)];
+    let mut budget = vec![3_000_000, 0];
+    assert!(runq_take(
+        &runq,
+        &mut budget,
+        1_000_000,
+        4_000_000,
+        3_000_000,
+        false
+    ));
+    // A 3 ms stall with no kernel entry later in the same interval.
+    assert!(!runq_take(
+        &runq,
+        &mut budget,
+        5_000_000,
+        8_000_000,
+        3_000_000,
+        true
+    ));
 }

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Structures shared by capture.bpf.c and the Rust side (record.rs mirrors
- * them; a test checks the sizes match). Keep every field naturally aligned.
+ * Everything capture.bpf.c shares with Rust: structs, enums, constants.
+ * The Rust side (crate isol-abi) is generated from this file by bindgen
+ * and checked by bytemuck: keep every field naturally aligned with
+ * explicit padding, and define every shared value here, once.
  */
 #ifndef ISOL_CAPTURE_H
 #define ISOL_CAPTURE_H
@@ -45,7 +47,13 @@ enum isol_kind {
 	KIND_WORK = 16,           /* addr: work function */
 	KIND_KERNEL_ENTRY = 17,   /* user->kernel with no other cause seen */
 	KIND_ISOL_SIGNAL = 18,    /* isol's own strict-mode signal irq_work */
+	KIND_MAX = 19,
 };
+
+/* arg of a KIND_CSD_FUNCTION cause: what was queued (the csd's type), and
+ * for a remote wake-up the woken task (arg = CSD_ARG_TTWU | pid). */
+#define CSD_ARG_IRQ_WORK 0x40000000u
+#define CSD_ARG_TTWU 0x80000000u
 
 struct cause {
 	__u8 class;
@@ -55,14 +63,26 @@ struct cause {
 	__u64 addr;
 };
 
+/* The context the sender ran in, from its preempt count: the stack may
+ * be missing (a stack table collision), this never is. */
+enum isol_sender_context {
+	SENDER_CTX_UNKNOWN = 0,
+	SENDER_CTX_TASK = 1,
+	SENDER_CTX_SOFTIRQ = 2,
+	SENDER_CTX_HARDIRQ = 3,
+	SENDER_CTX_NMI = 4,
+};
+
 struct sender {
 	__u64 callsite;
 	__u64 func;
 	__s32 stack_id; /* into `stacks`, <0 if none */
 	__u32 cpu;
 	__u32 pid;
-	__u32 valid;
-	char comm[TASK_COMM];
+	__u8 valid;
+	__u8 context; /* enum isol_sender_context */
+	__u16 pad;
+	__u8 comm[TASK_COMM];
 };
 
 /* Record flags */
@@ -82,7 +102,7 @@ struct record {
 	__u32 flags;
 	__u32 nchain;
 	__u32 pad;
-	char comm[TASK_COMM];
+	__u8 comm[TASK_COMM];
 	struct cause primary; /* class/kind of chain[0], addr/arg refined */
 	struct cause chain[MAX_CHAIN];
 	struct sender sender;
@@ -116,9 +136,11 @@ enum isol_drop {
 	DROP_MAX = 5,
 };
 
-/* Registration of an isolated task, keyed by tid (or by tgid|0x80000000
- * with STRICT_PROCESS). signal != 0: strict, the first break signals the
- * task and ends the registration; signal == 0: breaks are only counted. */
+/* Registration of an isolated task, keyed by tid (or by
+ * tgid|STRICT_KEY_PROCESS with STRICT_PROCESS). signal != 0: strict, the
+ * first break signals the task and ends the registration; signal == 0:
+ * breaks are only counted. */
+#define STRICT_KEY_PROCESS 0x80000000u
 #define STRICT_PROCESS (1u << 0)
 #define STRICT_INHERIT (1u << 1) /* fork/clone children are registered too */
 /* The task's own entries do not count yet: it is still talking to its
@@ -154,7 +176,7 @@ struct tick_state {
 	__u32 fails;
 };
 
-/* The Rust mirrors in record.rs rely on these sizes. */
+/* Sizes the BPF side relies on (the Rust side checks its own layout). */
 _Static_assert(sizeof(struct cause) == 16, "cause layout");
 _Static_assert(sizeof(struct sender) == 48, "sender layout");
 _Static_assert(sizeof(struct record) == 248, "record layout");

@@ -1,0 +1,65 @@
+# IPIs on the quiet CPU 1 of every kernel of the matrix (lab/tests/ipis.rs):
+# a victim spins there while its sibling threads on CPU 0 send it
+# TLB-flush IPIs (munmap/mprotect), ipi_mb (membarrier) and
+# remote_function (perf_event_open on CPU 1); isol names each IPI's
+# function and sender and counts every vector as /proc/interrupts does.
+# Then strict mode: the first TLB-flush IPI kills a registered victim.
+#
+# Victims are stopped while isol loads (see watch.sh: a vCPU spinning in
+# user space under single-threaded TCG makes every cross-CPU call of the
+# load wait for its time slice).
+
+wait_for() {
+	i=0
+	while ! grep -q "$2" "$1" 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -lt 1200 ] || { cat "$1"; fail "no '$2' in $1"; }
+		sleep 0.1
+	done
+}
+
+freeze() {
+	kill -STOP "$1"
+	i=0
+	while grep -L '^State:.*stopped' /proc/"$1"/task/*/status 2>/dev/null | grep -q .; do
+		i=$((i + 1))
+		[ $i -lt 2000 ] || fail "pid $1 did not stop"
+		sleep 0.01
+	done
+}
+
+section doctor isol doctor --json
+
+noisegen --cpu 1 --hk 0 --tlb --membarrier --perf --period-us 20000 --duration 600 >/tmp/ng1.out &
+NG=$!
+wait_for /tmp/ng1.out tid=
+freeze $NG
+isol watch --cpus 1 -D 4 --events >/tmp/ipis.json 2>/tmp/ipis.err &
+W=$!
+wait_for /tmp/ipis.err watching
+kill -CONT $NG
+wait $W
+rc=$?
+kill $NG
+wait $NG
+section ipis sh -c "cat /tmp/ipis.json; exit $rc"
+sed 's/^/[stderr] /' /tmp/ipis.err
+
+# Strict: SCHED_FIFO victim (no RT throttling), registered for IPIs only.
+echo -1 >/proc/sys/kernel/sched_rt_runtime_us
+noisegen --cpu 1 --hk 0 --tlb --period-us 200 --fifo 10 --counter /tmp/ctr --duration 600 >/tmp/ng2.out &
+NG=$!
+wait_for /tmp/ng2.out tid=
+freeze $NG
+set -- $(sed 's/tid=//;s/counter=//' /tmp/ng2.out)
+TID=$1 ADDR=$2
+isol watch --cpus 1 -D 8 --events --strict "$TID" --break-on ipi --progress-addr "$ADDR" >/tmp/strict.json 2>/tmp/strict.err &
+W=$!
+wait_for /tmp/strict.err armed
+kill -CONT $NG
+wait $W
+kill -0 $NG 2>/dev/null && echo "victim still alive after the watch" && kill $NG
+wait $NG
+echo "victim_status=$?"
+section strict cat /tmp/strict.json
+section counter od -A n -t u8 -N 8 /tmp/ctr

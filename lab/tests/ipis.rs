@@ -1,0 +1,157 @@
+//! IPIs on every kernel of the matrix (scenario lab/scenarios/ipis.sh): on
+//! Debian 11's 5.10 (no NO_HZ_FULL: isolcpus without context tracking),
+//! Debian 12's 6.1 (nohz_full, but no ipi/csd tracepoints) and 6.12 (all
+//! of them), with TLB-flush, membarrier and perf-event generators aimed at
+//! a victim on CPU 1:
+//! - each IPI's function and its sender, with a stack naming the syscall
+//!   that caused it;
+//! - isol's per-vector counts equal /proc/interrupts over the same run,
+//!   nothing dropped;
+//! - strict mode kills the victim on its first TLB-flush IPI, with no
+//!   further loop iteration.
+
+use isol_lab::{testprogs::testprog, Flavour, KernelSpec, Lab, Series};
+use serde_json::Value;
+
+fn lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn stack_has(r: &Value, frame: &str) -> bool {
+    r["sender"]["stack"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|f| f.as_str().unwrap().contains(frame)))
+}
+
+fn on(series: Series) {
+    let spec = KernelSpec::new(series, Flavour::Cloud);
+    let out = Lab::new()
+        .unwrap()
+        .kernel(spec)
+        .quiet_cpu1()
+        .timeout(std::time::Duration::from_secs(400))
+        .file(testprog("noisegen").unwrap(), "/bin/noisegen")
+        .run_scenario("ipis")
+        .unwrap();
+    eprintln!("{}", out.summary());
+    out.ensure_success().unwrap();
+
+    let recs = lines(&out.section("ipis").unwrap().text);
+    let summary = recs
+        .iter()
+        .find(|v| v["type"] == "summary")
+        .expect("summary");
+    let victim: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["type"] == "interruption" && r["comm"] == "noisegen" && r["cpu"] == 1)
+        .collect();
+    eprintln!("{spec}: sources {}", summary["sources"]);
+
+    // Each generator's IPI: its function, sent by noisegen from CPU 0,
+    // the stack naming the syscall. 5.10 names its TLB flush callback
+    // flush_tlb_func_remote.
+    for (function, syscall) in [
+        ("flush_tlb_func", "munmap"),
+        ("ipi_mb", "membarrier"),
+        ("remote_function", "perf_event_open"),
+    ] {
+        let named: Vec<&&Value> = victim
+            .iter()
+            .filter(|r| {
+                r["cause"]["class"] == "ipi"
+                    && r["cause"]["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.starts_with(function))
+            })
+            .collect();
+        assert!(
+            !named.is_empty(),
+            "{spec}: no IPI running {function} on the victim among {} records",
+            victim.len()
+        );
+        let r = named
+            .iter()
+            .find(|r| stack_has(r, syscall))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{spec}: no {function} IPI whose sender stack names {syscall}: {}",
+                    named[0]
+                )
+            });
+        assert_eq!(r["sender"]["comm"], "noisegen", "{spec}: {r}");
+        assert_eq!(r["sender"]["cpu"], 0, "{spec}: {r}");
+        assert_eq!(r["sender"]["context"], "task", "{spec}: {r}");
+    }
+
+    // Every vector counted, as the kernel counts it.
+    let drops = &summary["drops"];
+    for d in ["ringbuf", "aggregation", "sender", "nesting"] {
+        assert_eq!(drops[d], 0, "{spec}: {drops}");
+    }
+    let v = &summary["vectors"].as_array().unwrap()[0];
+    assert_eq!(v["cpu"], 1);
+    for vec in ["local_timer", "call_function", "reschedule", "irq_work"] {
+        let (isol, lo, hi) = (
+            v["isol"][vec].as_u64().unwrap(),
+            v["kernel"][vec].as_u64().unwrap(),
+            v["kernel_max"][vec].as_u64().unwrap(),
+        );
+        // /proc/interrupts is read around both ends of isol's counting.
+        assert!(
+            lo <= isol && isol <= hi,
+            "{spec}: {vec}: isol counted {isol}, /proc/interrupts {lo}..{hi}: {v}"
+        );
+    }
+    assert!(
+        v["isol"]["call_function"].as_u64().unwrap() > 0,
+        "{spec}: {v}"
+    );
+
+    // Strict: killed by the first TLB-flush IPI, its counter unchanged since.
+    assert!(
+        out.stdout.contains("victim_status=137"),
+        "{spec}: victim not killed by SIGKILL:\n{}",
+        out.stdout
+    );
+    let strict = lines(&out.section("strict").unwrap().text);
+    let summary = strict
+        .iter()
+        .find(|v| v["type"] == "summary")
+        .expect("strict summary");
+    let b = &summary["breaks"].as_array().expect("breaks")[0];
+    assert_eq!(b["cpu"], 1, "{spec}: {b}");
+    assert_eq!(b["signal"], 9, "{spec}: {b}");
+    assert_eq!(b["cause"]["class"], "ipi", "{spec}: {b}");
+    assert!(
+        b["cause"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("flush_tlb_func"),
+        "{spec}: {b}"
+    );
+    let counter: u64 = out.section("counter").unwrap().text.trim().parse().unwrap();
+    assert!(counter > 0);
+    assert_eq!(
+        b["progress"].as_u64().unwrap(),
+        counter,
+        "{spec}: the victim ran on after the break"
+    );
+}
+
+#[test]
+fn debian_11_5_10() {
+    on(Series::V5_10);
+}
+
+#[test]
+fn debian_12_6_1() {
+    on(Series::V6_1);
+}
+
+#[test]
+fn debian_13_6_12() {
+    on(Series::V6_12);
+}
