@@ -344,3 +344,206 @@ fn reloads_replace_the_capture_without_leaking_and_an_unservable_config_is_refus
         |m| sample(m, TLB).is_some_and(|n| n > before),
     );
 }
+
+// ------------------------------------------------------ hostile clients
+
+const NOBODY: libc::uid_t = 65534;
+
+/// Run `f` on a thread whose credentials are user nobody's, the rest of
+/// the test staying root. Raw syscalls on purpose: glibc's setresuid()
+/// changes every thread of the process, the syscall only the caller, and
+/// a unix socket records its connecting thread's credentials.
+fn as_nobody<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        // SAFETY: integer arguments; affects only this thread.
+        unsafe {
+            assert_eq!(
+                libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()),
+                0
+            );
+            assert_eq!(
+                libc::syscall(libc::SYS_setresgid, NOBODY, NOBODY, NOBODY),
+                0
+            );
+            assert_eq!(
+                libc::syscall(libc::SYS_setresuid, NOBODY, NOBODY, NOBODY),
+                0
+            );
+        }
+        f()
+    })
+}
+
+/// isold with its API socket where nobody can reach it, and `limits`.
+fn hostile_daemon(limits: &str) -> (tempfile::TempDir, std::path::PathBuf, Daemon) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.path().join("isold.sock");
+    let cfg = dir.path().join("isold.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "cpus = \"1\"\ninterval_ms = 200\nsocket = \"{}\"\n[limits]\n{limits}\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&cfg);
+    (dir, socket, d)
+}
+
+fn threads_of(pid: u32) -> u64 {
+    vm_kb(pid, "Threads:")
+}
+
+/// The checks a hostile client must not break: a second client's status
+/// request and /metrics each answer within a second, isol_up is 1 and the
+/// programs are still attached.
+fn still_serving(d: &Daemon, socket: &std::path::Path, programs: usize) {
+    let t0 = Instant::now();
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("connect as root");
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    s.write_all(b"{\"op\":\"status\",\"pid\":null}\n").unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&s), &mut line)
+        .expect("a status answer within a second");
+    assert!(line.contains("tasks"), "status answered {line:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "status took {:?}",
+        t0.elapsed()
+    );
+    let t0 = Instant::now();
+    let m = d.metrics();
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "/metrics took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(sample(&m, "isol_up "), Some(1.0), "{m}");
+    assert_eq!(programs_of(d.child.id()), programs, "isold lost programs");
+}
+
+fn settled_programs(pid: u32) -> usize {
+    let t0 = Instant::now();
+    loop {
+        let n = programs_of(pid);
+        if n >= 20 {
+            return n;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "isold holds {n} programs"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_gigabyte_request_without_a_newline_from_nobody_costs_isold_nothing() {
+    let _s = serial();
+    let (_dir, socket, d) = hostile_daemon("");
+    let pid = d.child.id();
+    let programs = settled_programs(pid);
+    let rss0 = vm_kb(pid, "VmRSS:");
+    let sock = socket.clone();
+    let (sent, reply) = as_nobody(move || {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("nobody connects");
+        let chunk = vec![b'x'; 1 << 20];
+        let mut sent = 0usize;
+        // 1 GiB unless isold hangs up first.
+        while sent < 1 << 30 {
+            match s.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut reply = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(&s), &mut reply);
+        (sent, reply)
+    })
+    .join()
+    .unwrap();
+    assert!(
+        reply.contains("longer than 65536 bytes"),
+        "after {sent} bytes isold answered {reply:?}\n{}",
+        std::fs::read_to_string(d.log.path()).unwrap_or_default()
+    );
+    let rss = vm_kb(pid, "VmRSS:");
+    assert!(
+        rss < rss0 + 4 * 1024,
+        "isold's RSS went from {rss0} to {rss} kB"
+    );
+    still_serving(&d, &socket, programs);
+}
+
+#[test]
+fn ten_thousand_idle_connections_from_nobody_leave_isold_bounded_and_serving() {
+    let _s = serial();
+    let (_dir, socket, d) = hostile_daemon("connections_per_user = 16\nidle_timeout_s = 3");
+    let pid = d.child.id();
+    let programs = settled_programs(pid);
+    let threads0 = threads_of(pid);
+    // Room for the connections in this process (root may raise its limit).
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let want = 12_000.max(hard.min(1 << 20));
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, want, want).unwrap();
+    let sock = socket.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let hostile = as_nobody(move || {
+        let mut held = Vec::new();
+        for _ in 0..10_000 {
+            held.push(std::os::unix::net::UnixStream::connect(&sock).expect("nobody connects"));
+        }
+        // Those isold refused say why.
+        let mut refused = 0;
+        for s in &held {
+            s.set_nonblocking(true).unwrap();
+            let mut b = [0u8; 256];
+            if let Ok(n) = (&*s).read(&mut b) {
+                if String::from_utf8_lossy(&b[..n]).contains("connections_per_user") {
+                    refused += 1;
+                }
+            }
+        }
+        tx.send(refused).unwrap();
+        // Hold them, saying nothing, until the test is done looking.
+        let _ = done_rx.recv_timeout(Duration::from_secs(120));
+        drop(held);
+    });
+    let refused = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("10 000 connections made");
+    let threads = threads_of(pid);
+    // 16 connection threads at most, and a few for /metrics' server.
+    assert!(
+        threads <= threads0 + 16 + 4,
+        "isold went from {threads0} to {threads} threads with 10 000 idle connections"
+    );
+    // Refusals are written without waiting: most of the 9 984 have theirs.
+    assert!(
+        refused >= 9_000,
+        "only {refused} of 10 000 connections were told they were refused"
+    );
+    still_serving(&d, &socket, programs);
+    // The idle timeout hands the held ones back while the client still
+    // holds its end.
+    let t0 = Instant::now();
+    while threads_of(pid) > threads0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "idle connections still hold {} threads",
+            threads_of(pid) - threads0
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    done_tx.send(()).unwrap();
+    hostile.join().unwrap();
+    still_serving(&d, &socket, programs);
+}

@@ -11,6 +11,12 @@
 //! threshold_us = 10         # also count interruptions at least this long
 //! retention_s = 0           # drop cause series quiet this long (0: keep)
 //!
+//! [limits]                  # the socket, against clients that misbehave
+//! request_bytes = 65536     # longest request line
+//! connections = 256         # open connections, all users together
+//! connections_per_user = 16 # open connections of one uid
+//! idle_timeout_s = 30       # a connection that sends nothing this long
+//!
 //! [users]                   # who may isolate tasks on which CPUs (root: all)
 //! alice = "2-3"
 //! "1001" = "3"
@@ -51,6 +57,37 @@ pub struct Config {
     pub retention_s: u64,
     /// User name or uid -> CPUs that user may isolate tasks on.
     pub users: BTreeMap<String, CpuSet>,
+    /// Bounds on what one client of the socket may hold.
+    pub limits: Limits,
+}
+
+/// The socket is world-writable and isold is root: without bounds, any
+/// local user could exhaust its memory (one endless line) or threads
+/// (connections that say nothing), and with it every isolated task's
+/// protection.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Longest request line; a longer one is refused and the connection
+    /// closed (a real request is a few hundred bytes).
+    pub request_bytes: usize,
+    /// Open connections, all users together (each holds a thread).
+    pub connections: usize,
+    /// Open connections of one uid, so one user cannot take them all.
+    pub connections_per_user: usize,
+    /// A connection that sends nothing this long is closed.
+    pub idle_timeout_s: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            request_bytes: 64 * 1024,
+            connections: 256,
+            connections_per_user: 16,
+            idle_timeout_s: 30,
+        }
+    }
 }
 
 impl Default for Config {
@@ -66,6 +103,7 @@ impl Default for Config {
             threshold_us: 10,
             retention_s: 0,
             users: BTreeMap::new(),
+            limits: Limits::default(),
         }
     }
 }
@@ -93,6 +131,22 @@ impl Config {
         anyhow::ensure!(
             c.max_details >= 1,
             "{}: max_details must be at least 1",
+            path.display()
+        );
+        let l = &c.limits;
+        anyhow::ensure!(
+            l.request_bytes >= 1024,
+            "{}: limits.request_bytes must be at least 1024",
+            path.display()
+        );
+        anyhow::ensure!(
+            l.connections >= 1 && l.connections_per_user >= 1,
+            "{}: limits.connections and limits.connections_per_user must be at least 1",
+            path.display()
+        );
+        anyhow::ensure!(
+            l.idle_timeout_s >= 1,
+            "{}: limits.idle_timeout_s must be at least 1",
             path.display()
         );
         c.user_cpus()
@@ -152,5 +206,29 @@ mod tests {
         assert_eq!(c.socket, Config::default().socket);
         assert_eq!(c.threshold_us, 10);
         assert!(c.users.is_empty());
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn limits_parse_and_nonsense_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(&p, "[limits]\nrequest_bytes = 4096\nconnections = 8\n").unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.limits.request_bytes, 4096);
+        assert_eq!(c.limits.connections, 8);
+        assert_eq!(c.limits.connections_per_user, 16);
+        for bad in [
+            "request_bytes = 10",
+            "connections = 0",
+            "connections_per_user = 0",
+            "idle_timeout_s = 0",
+            "threads = 3",
+        ] {
+            std::fs::write(&p, format!("[limits]\n{bad}\n")).unwrap();
+            let e = format!("{:#}", Config::load(&p).unwrap_err());
+            let key = bad.split(' ').next().unwrap();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
     }
 }

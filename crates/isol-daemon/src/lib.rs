@@ -114,8 +114,16 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
 
     let mut cap = start_capture(&cfg, &cpus)?;
     let pol = Arc::new(RwLock::new(policy(&cfg, &cpus)?));
+    let limits = Arc::new(RwLock::new(cfg.limits.clone()));
     let (api_tx, api_rx) = mpsc::channel::<socket::Msg>();
-    socket::listen(&cfg.socket, pol.clone(), api_tx)?;
+    socket::listen(
+        &cfg.socket,
+        socket::Shared {
+            policy: pol.clone(),
+            limits: limits.clone(),
+            to_main: api_tx,
+        },
+    )?;
     let mut svc = Service::new();
     m.up.set(1);
     m.watched_cpus.set(cpus.len() as i64);
@@ -217,6 +225,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
                         let _ = isol_system::affinity::pin_current_thread(&hk);
                     }
                     *pol.write().unwrap() = new_policy;
+                    *limits.write().unwrap() = new.limits.clone();
                     m.set_limits(
                         new.threshold_us.saturating_mul(1000),
                         (new.retention_s > 0).then(|| Duration::from_secs(new.retention_s)),

@@ -47,6 +47,9 @@ pub struct DriftKind {
 type FCounter = Counter<f64, AtomicU64>;
 type FGauge = Gauge<f64, AtomicU64>;
 
+/// `reason` label values of isol_dropped_records_total.
+const DROP_REASONS: [&str; 5] = ["ringbuf", "aggregation", "stack", "sender", "nesting"];
+
 pub struct Metrics {
     pub interruptions: Family<CauseLabels, Counter>,
     pub seconds: Family<CauseLabels, FCounter>,
@@ -70,7 +73,10 @@ pub struct Metrics {
     /// Log2 bucket from which an interruption counts as over the threshold.
     threshold_bucket: usize,
     retention: Option<Duration>,
-    details: HashMap<u32, HashSet<String>>,
+    /// Detail values given a label of their own, per CPU and class: a
+    /// class's own slots, so that a crowd of short-lived preempting pids
+    /// cannot push an IPI's function into "other".
+    details: HashMap<(u32, &'static str), HashSet<String>>,
     last_drops: Drops,
     /// Per task: the kernel's break count and first break seen, for deltas.
     seen_breaks: HashMap<u32, (u32, u64)>,
@@ -181,6 +187,16 @@ impl Metrics {
             m.reload_failures.clone(),
         );
         r.register("isol_up", "1 while the capture is attached", m.up.clone());
+        // Every drop reason is exported from the start at 0: a scrape that
+        // lands before the first collection must not read "no series" as
+        // "never dropped" (nor race a test's first look).
+        for reason in DROP_REASONS {
+            m.dropped
+                .get_or_create(&Reason {
+                    reason: reason.into(),
+                })
+                .inc_by(0);
+        }
         (m, r)
     }
 
@@ -210,7 +226,10 @@ impl Metrics {
     }
 
     fn label(&mut self, a: &Aggregate) -> CauseLabels {
-        let set = self.details.entry(a.cpu).or_default();
+        let set = self
+            .details
+            .entry((a.cpu, a.cause.class.name()))
+            .or_default();
         let detail = if set.contains(&a.cause.detail) || set.len() < self.max_details {
             set.insert(a.cause.detail.clone());
             a.cause.detail.clone()
@@ -269,8 +288,8 @@ impl Metrics {
                 self.interruptions.remove(&l);
                 self.seconds.remove(&l);
                 self.touched.remove(&l);
-                if let Ok(cpu) = l.cpu.parse::<u32>() {
-                    if let Some(set) = self.details.get_mut(&cpu) {
+                for ((cpu, class), set) in self.details.iter_mut() {
+                    if cpu.to_string() == l.cpu && *class == l.class {
                         set.remove(&l.detail);
                     }
                 }
@@ -302,13 +321,15 @@ impl Metrics {
 
     pub fn update_drops(&mut self, d: Drops) {
         let l = self.last_drops;
-        for (reason, now, before) in [
+        let all = [
             ("ringbuf", d.ringbuf, l.ringbuf),
             ("aggregation", d.aggregation, l.aggregation),
             ("stack", d.stack, l.stack),
             ("sender", d.sender, l.sender),
             ("nesting", d.nesting, l.nesting),
-        ] {
+        ];
+        debug_assert!(all.iter().map(|a| a.0).eq(DROP_REASONS));
+        for (reason, now, before) in all {
             self.dropped
                 .get_or_create(&Reason {
                     reason: reason.into(),
@@ -378,6 +399,36 @@ mod tests {
         let mut s = String::new();
         prometheus_client::encoding::text::encode(&mut s, r).unwrap();
         s
+    }
+
+    #[test]
+    fn a_crowd_of_preempting_pids_does_not_push_ipi_functions_into_other() {
+        let (mut m, r) = Metrics::new(4, 10_000, None);
+        let preempt = |d: &str| {
+            let mut a = agg(d, 1, 10);
+            a.cause.class = Class::Sched;
+            a.cause.kind = Kind::Preempt;
+            a
+        };
+        let crowd: Vec<Aggregate> = (0..50).map(|i| preempt(&format!("pid {i}"))).collect();
+        m.update_aggregates(&crowd);
+        m.update_aggregates(&[agg("flush_tlb_func", 7, 10)]);
+        let t = text(&r);
+        assert!(
+            t.contains("class=\"ipi\",kind=\"csd_function\",detail=\"flush_tlb_func\"} 7"),
+            "{t}"
+        );
+        // The class's own bound still holds: 4 pids, the rest "other".
+        assert_eq!(
+            t.matches("isol_interruptions_total{cpu=\"1\",class=\"sched\"")
+                .count(),
+            5,
+            "{t}"
+        );
+        assert!(
+            t.contains("class=\"sched\",kind=\"preempt\",detail=\"other\"} 46"),
+            "{t}"
+        );
     }
 
     #[test]
