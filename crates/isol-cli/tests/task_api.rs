@@ -429,7 +429,6 @@ const SECCOMP_TEST: &str = "library_and_chisol_never_issue_prctl_63_to_67_on_a_s
 
 #[test]
 fn library_and_chisol_never_issue_prctl_63_to_67_on_a_stock_kernel() {
-    let _cpu1 = serial();
     if served_role() {
         return;
     }
@@ -553,7 +552,6 @@ fn library_and_chisol_never_issue_prctl_63_to_67_on_a_stock_kernel() {
 
 #[test]
 fn nobody_isolates_only_its_own_tasks_and_root_any() {
-    let _cpu1 = serial();
     let _s = serial();
     let d = Isold::start("nobody = \"1\"");
 
@@ -693,7 +691,6 @@ fn nobody_isolates_only_its_own_tasks_and_root_any() {
 
 #[test]
 fn a_user_not_allowed_the_cpu_is_refused_before_the_program_runs() {
-    let _cpu1 = serial();
     let _s = serial();
     // nobody is listed, but with no CPU.
     let d = Isold::start("nobody = \"\"");
@@ -780,7 +777,6 @@ fn fork_child(
 
 #[test]
 fn inherit_active_registers_forked_children_and_breaks_are_counted_not_fatal() {
-    let _cpu1 = serial();
     let _s = serial();
     let d = Isold::start("");
 
@@ -985,7 +981,6 @@ fn lru_run(quiesce: bool) -> (u64, u64, u64, u32) {
 
 #[test]
 fn lru_quiesce_keeps_lru_add_drain_all_off_the_cpu() {
-    let _cpu1 = serial();
     if served_role() {
         return;
     }
@@ -1076,7 +1071,6 @@ fn lru_quiesce_keeps_lru_add_drain_all_off_the_cpu() {
 /// preload it is not.
 #[test]
 fn chisol_preload_locks_an_unmodified_programs_memory() {
-    let _cpu1 = serial();
     let _serial = serial();
     // target/<profile>/deps/task_api-* -> target/<profile>/libisol.so
     let lib = std::env::current_exe()
@@ -1198,7 +1192,6 @@ const STATUS_TEST: &str = "status_shows_configured_and_in_process_watched_tasks"
 
 #[test]
 fn status_shows_configured_and_in_process_watched_tasks() {
-    let _cpu1 = serial();
     if served_role() {
         return;
     }
@@ -1304,7 +1297,6 @@ const EXEC_TEST: &str = "chisol_configures_and_a_rust_program_activates_it";
 
 #[test]
 fn chisol_configures_and_a_rust_program_activates_it() {
-    let _cpu1 = serial();
     if served_role() {
         return;
     }
