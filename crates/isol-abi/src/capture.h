@@ -149,6 +149,11 @@ enum isol_drop {
 #define STRICT_PENDING (1u << 2)
 #define STRICT_ARM_NR 309 /* __NR_getcpu on x86-64 */
 #define STRICT_ARM_MAGIC 0x15015015ULL
+/* The explicit exit (isol_deactivate): getcpu(0, 0, STRICT_LEAVE_MAGIC)
+ * ends the calling thread's registration (or its process's) at once, so
+ * that what deactivation then does in the kernel is never a break, as the
+ * task isolation series exempts its explicit prctl. */
+#define STRICT_LEAVE_MAGIC 0x15015016ULL
 struct strict_cfg {
 	__u32 signal;
 	__u32 flags;

@@ -124,6 +124,9 @@ impl Class {
 /// The strict-mode arming syscall: getcpu(0, 0, STRICT_ARM_MAGIC).
 pub const STRICT_ARM_MAGIC: u64 = raw::STRICT_ARM_MAGIC as u64;
 pub const STRICT_ARM_NR: u32 = raw::STRICT_ARM_NR;
+/// The explicit exit: getcpu(0, 0, STRICT_LEAVE_MAGIC) ends the caller's
+/// registration before anything else deactivation does enters the kernel.
+pub const STRICT_LEAVE_MAGIC: u64 = raw::STRICT_LEAVE_MAGIC as u64;
 
 /// The key of a registration: the tid, or the process id with
 /// STRICT_KEY_PROCESS set.

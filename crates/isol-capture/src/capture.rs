@@ -182,6 +182,11 @@ const PROGRAMS: &[(&str, Hook, Want)] = &[
         Hook::Tp("sched:sched_process_fork"),
         Want::Always,
     ),
+    (
+        "process_exit",
+        Hook::Tp("sched:sched_process_exit"),
+        Want::Always,
+    ),
     ("tick_stop", Hook::Tp(TICK_STOP_TP), Want::Always),
 ];
 

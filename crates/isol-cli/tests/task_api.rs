@@ -55,6 +55,8 @@ fn served_role() -> bool {
         inprocess_spins_role();
     } else if role == "activate_inherited" {
         activate_inherited_role();
+    } else if role == "strict_leaves" {
+        strict_leaves_role();
     } else {
         panic!("unknown role {role}");
     }
@@ -163,20 +165,21 @@ fn runnable_by_nobody(bin: &str, dir: &Path) -> PathBuf {
     to
 }
 
-fn isold_config(listen: &str, socket: &Path, users: &str) -> String {
+/// `extra`: more top-level settings (before the [users] table).
+fn isold_config(listen: &str, socket: &Path, users: &str, extra: &str) -> String {
     format!(
-        "cpus = \"1\"\nlisten = \"{listen}\"\nsocket = \"{}\"\n[users]\n{users}\n",
+        "cpus = \"1\"\nlisten = \"{listen}\"\nsocket = \"{}\"\n{extra}\n[users]\n{users}\n",
         socket.display()
     )
 }
 
 impl Isold {
     fn start(users: &str) -> Isold {
-        Isold::spawn(users, false)
+        Isold::spawn(users, false, "")
     }
 
     /// With `deny_prctls`, isold runs under the prctl 63..67 filter.
-    fn spawn(users: &str, deny_prctls: bool) -> Isold {
+    fn spawn(users: &str, deny_prctls: bool, extra: &str) -> Isold {
         stay_on_housekeeping();
         let dir = tempfile::tempdir().unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -184,7 +187,7 @@ impl Isold {
         let socket = dir.path().join("isold.sock");
         let config = dir.path().join("isold.toml");
         let listen = format!("127.0.0.1:{}", free_port());
-        std::fs::write(&config, isold_config(&listen, &socket, users)).unwrap();
+        std::fs::write(&config, isold_config(&listen, &socket, users, extra)).unwrap();
         let log = std::fs::File::create(dir.path().join("isold.log")).unwrap();
         let mut serve = Command::new(ISOL);
         if deny_prctls {
@@ -234,7 +237,7 @@ impl Isold {
         let before = self.log().matches("configuration reloaded").count();
         std::fs::write(
             &self.config,
-            isold_config(&self.listen, &self.socket, users),
+            isold_config(&self.listen, &self.socket, users, ""),
         )
         .unwrap();
         nix::sys::signal::kill(
@@ -507,7 +510,7 @@ fn library_and_chisol_never_issue_prctl_63_to_67_on_a_stock_kernel() {
     );
 
     // The same with isold as the watcher, isold under the filter too.
-    let mut d = Isold::spawn("", true);
+    let mut d = Isold::spawn("", true, "");
     let o = deny_isolation_prctls(&mut helper(SECCOMP_TEST, "api"))
         .env("ISOL_SOCKET", &d.socket)
         .env("EXPECT_ISOLD", "1")
@@ -1351,4 +1354,157 @@ fn chisol_configures_and_a_rust_program_activates_it() {
             .any(|c| c.tid == tid && c.args[..3] == [64, 1, 1] && c.result == Ok(0)),
         "{log:?}"
     );
+}
+
+// ------------------------------------------------- leaving, and dying
+
+/// Strict mode where the task's own syscalls break it, SIGKILL: spin on
+/// CPU 1 without entering the kernel, then deactivate (which reads /proc
+/// and talks to isold) and say so.
+fn strict_leaves_role() {
+    let control = std::env::var_os("ISOL_TEST_SYSCALL_BEFORE_LEAVING").is_some();
+    let mut set = nix::sched::CpuSet::new();
+    set.set(1).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+    isol_task::configure(isol_task::Config {
+        allow_unisolated: true,
+        lock_memory: true,
+        quiesce: isol_task::Quiesce::empty(),
+        tick_timeout_ms: 50,
+        strict: Some(isol_task::Strict {
+            signal: libc::SIGKILL,
+            syscalls: true,
+            own_only: true,
+        }),
+        ..Default::default()
+    })
+    .unwrap();
+    let r = isol_task::activate().unwrap();
+    assert!(r.registered, "{r:?}");
+    // Armed: from here the thread's next syscall would be a break.
+    let t0 = std::time::Instant::now();
+    let mut n = 0u64;
+    while t0.elapsed() < Duration::from_millis(200) {
+        n = std::hint::black_box(n + 1);
+    }
+    if control {
+        // SAFETY: no arguments.
+        unsafe { libc::getppid() };
+    }
+    isol_task::deactivate().unwrap();
+    say("left isolation\n");
+    // After leaving, syscalls are the task's own business again.
+    let after = isol_task::status(Some(std::process::id())).unwrap();
+    assert!(
+        !after.iter().any(|t| t.id == r.tid && t.active),
+        "{after:?}"
+    );
+    say("still alive\n");
+}
+
+const LEAVE_TEST: &str = "deactivating_in_strict_mode_counting_syscalls_is_never_a_break";
+
+/// The explicit exit: deactivation's own syscalls never count as a break,
+/// in the strictest mode (own syscalls count, SIGKILL). A control run
+/// without deactivating proves the mode really kills on a syscall.
+#[test]
+fn deactivating_in_strict_mode_counting_syscalls_is_never_a_break() {
+    if served_role() {
+        return;
+    }
+    let _s = serial();
+    // Syscalls are seen on a CPU without context tracking only with this.
+    let d = Isold::spawn("", false, "strict_syscalls = true");
+    for round in 0..3 {
+        let o = helper(LEAVE_TEST, "strict_leaves")
+            .env("ISOL_SOCKET", &d.socket)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            o.status.signal(),
+            None,
+            "round {round}: killed by signal while leaving strict isolation:\n{}\n--- isold ---\n{}",
+            text(&o),
+            d.log()
+        );
+        assert!(o.status.success(), "round {round}: {}", text(&o));
+        assert!(
+            out.contains("left isolation") && out.contains("still alive"),
+            "{}",
+            text(&o)
+        );
+    }
+    // Control: the same task's syscall while still isolated is fatal.
+    let o = helper(LEAVE_TEST, "strict_leaves")
+        .env("ISOL_SOCKET", &d.socket)
+        .env("ISOL_TEST_SYSCALL_BEFORE_LEAVING", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGKILL),
+        "control: {}",
+        text(&o)
+    );
+}
+
+/// Make the next process the kernel creates get `pid`: write pid - 1 to
+/// ns_last_pid and fork. Other processes may fork in between: retry.
+fn spawn_with_pid(pid: u32, mut make: impl FnMut() -> Command) -> Option<Child> {
+    for _ in 0..200 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let mut c = make().spawn().unwrap();
+        if c.id() == pid {
+            return Some(c);
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    None
+}
+
+/// A strict registration of a process that exits without deactivating
+/// must not pass to the next process that gets its pid: that one (maybe
+/// another user's) would be killed for a registration it never made.
+#[test]
+fn a_dead_processs_registration_does_not_pass_to_the_next_with_its_pid() {
+    let _s = serial();
+    let d = Isold::start("");
+    for round in 0..3 {
+        // A sleeps pinned to CPU 1 (sleeping, nothing of its own breaks it).
+        let mut a = pinned(&mut Command::new("sleep"), 1)
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let pid = a.id();
+        d.register(pid, &["--strict"]);
+        assert!(d.task(pid).is_some(), "{:?}", d.status(false));
+        // It exits without deactivating.
+        a.kill().unwrap();
+        a.wait().unwrap();
+        // B: a busy loop on CPU 1 with A's pid; the tick interrupts it.
+        let mut b = Proc(
+            spawn_with_pid(pid, || {
+                let mut c = Command::new("sh");
+                pinned(&mut c, 1).args(["-c", "while :; do :; done"]);
+                c
+            })
+            .unwrap_or_else(|| panic!("round {round}: pid {pid} could not be had again")),
+        );
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(1500) {
+            assert!(
+                b.alive(),
+                "round {round}: the new process {pid} was killed for the old one's registration:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            d.task(pid).is_none(),
+            "round {round}: the new process {pid} shows as registered: {:?}",
+            d.status(false)
+        );
+    }
 }

@@ -658,6 +658,9 @@ pub fn quiesce_count() -> u32 {
 
 /// Deactivate (PR_ISOL_ACTIVATE_SET with an empty mask).
 pub fn deactivate() -> Result<()> {
+    // Before anything that may enter the kernel: in strict mode counting
+    // syscalls, leaving must not be the task's last break.
+    protocol::leave();
     if let Some(p) = native::Proof::check() {
         native::activate(&p, 0)?;
     }

@@ -18,6 +18,9 @@ pub struct Policy {
 /// Facts about a task from /proc.
 #[derive(Debug, Clone)]
 pub struct TaskFacts {
+    /// When the task started (clock ticks since boot): with the id, it
+    /// names one task, not whichever later reuses the number.
+    pub start: u64,
     pub uid: u32,
     pub tgid: u32,
     pub allowed: CpuSet,
@@ -30,10 +33,35 @@ pub fn task_facts(id: u32) -> Option<TaskFacts> {
             .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
     };
     Some(TaskFacts {
+        start: start_time(id)?,
         uid: field("Uid:")?.split_whitespace().next()?.parse().ok()?,
         tgid: field("Tgid:")?.parse().ok()?,
         allowed: field("Cpus_allowed_list:")?.parse().ok()?,
     })
+}
+
+/// A task's start time, /proc/ID/stat's 22nd field (counted after the
+/// command, which may hold spaces and parentheses: after the last ')').
+/// By hand: one field, and libisol links this crate, so no procfs here.
+pub fn start_time(id: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{id}/stat")).ok()?;
+    parse_start_time(&s)
+}
+
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    // rest: " S ppid ..." = fields 3.. ; starttime is field 22.
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+#[cfg(test)]
+#[test]
+fn start_time_survives_odd_command_names() {
+    let stat = "4242 (a) b (c) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 98765 100 200";
+    assert_eq!(parse_start_time(stat), Some(98765));
+    assert_eq!(parse_start_time("4242 (x"), None);
+    let me = start_time(std::process::id()).unwrap();
+    assert!(me > 0 && me == start_time(std::process::id()).unwrap());
 }
 
 impl Policy {

@@ -70,6 +70,22 @@ pub fn arm() {
     unsafe { libc::syscall(libc::SYS_getcpu, 0usize, 0usize, ARM_MAGIC as usize) };
 }
 
+/// End the calling thread's registration (or its process's) in the
+/// watcher's BPF program, at once: the first thing deactivation does, so
+/// that nothing it does after (reading /proc, talking to isold) can count
+/// as a break. Harmless without a watcher: getcpu ignores its argument.
+pub fn leave() {
+    // SAFETY: getcpu with NULL outputs; the third argument is unused.
+    unsafe {
+        libc::syscall(
+            libc::SYS_getcpu,
+            0usize,
+            0usize,
+            isol_abi::STRICT_LEAVE_MAGIC as usize,
+        )
+    };
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {

@@ -13,6 +13,9 @@ struct Reg {
     uid: u32,
     cpu: u32,
     r: Registration,
+    /// The task's start time at registration: a later task with the same
+    /// id is not the registered one.
+    start: Option<u64>,
 }
 
 /// Registrations known to the watcher, keyed by (id, process).
@@ -72,14 +75,24 @@ impl Service {
                 } else {
                     cap.clear_break(r.id);
                 }
+                let start = crate::policy::start_time(r.id);
                 cap.register_strict(r.id, r.process, &cfg)
                     .map_err(|e| format!("{e:#}"))?;
+                // The task may have exited (and its id been taken) between
+                // the checks and the registration: undo rather than watch
+                // the wrong task. (Its exit already removed the kernel key
+                // if it exited after; this covers exiting before.)
+                if start.is_none() || crate::policy::start_time(r.id) != start {
+                    cap.unregister_strict(r.id, r.process);
+                    return Err(format!("task {} exited while being registered", r.id));
+                }
                 self.regs.insert(
                     (r.id, r.process),
                     Reg {
                         uid,
                         cpu,
                         r: r.clone(),
+                        start,
                     },
                 );
                 Ok(Response::Registered { cpu })
@@ -113,10 +126,13 @@ impl Service {
         self.status(cap, policy, 0, None)
     }
 
-    /// Drop registrations of tasks that are gone (user table and kernel map).
+    /// Drop registrations of tasks that are gone (user table and kernel
+    /// map). The kernel's own entries go at the task's exit (the capture's
+    /// sched_process_exit program); here the user table follows, by start
+    /// time, so a new task with a reused id is not taken for the old one.
     pub fn prune(&mut self, cap: &Capture) {
         self.regs
-            .retain(|(id, _), _| std::path::Path::new(&format!("/proc/{id}")).exists());
+            .retain(|(id, _), g| g.start.is_some() && crate::policy::start_time(*id) == g.start);
         for (id, process) in cap.registrations() {
             if !std::path::Path::new(&format!("/proc/{id}")).exists() {
                 cap.unregister_strict(id, process);

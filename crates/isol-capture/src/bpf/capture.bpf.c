@@ -291,6 +291,11 @@ static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 
 		if (!cfg)
 			return;
 	}
+	if (class == CLASS_SYSCALL && arg == STRICT_ARM_NR && addr == STRICT_LEAVE_MAGIC) {
+		/* The explicit exit: never a break, in any mode. */
+		bpf_map_delete_elem(&strict, &key);
+		return;
+	}
 	if (cfg->flags & STRICT_PENDING) {
 		if (class == CLASS_SYSCALL && arg == STRICT_ARM_NR && addr == STRICT_ARM_MAGIC) {
 			cfg->flags &= ~STRICT_PENDING;
@@ -1210,6 +1215,27 @@ int BPF_PROG(process_fork, struct task_struct *parent, struct task_struct *child
 	if (!(ckey & STRICT_KEY_PROCESS))
 		c.flags &= ~STRICT_PROCESS;
 	bpf_map_update_elem(&strict, &ckey, &c, BPF_ANY);
+	return 0;
+}
+
+/* A registration dies with its task: the strict map is keyed by tid (or
+ * tgid), and a new task that reuses the number must not inherit another's
+ * registration (and its signal). A thread's key goes at its exit, the
+ * process's when its last thread exits. Runs on every exit on every CPU,
+ * one load while no registration exists. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(process_exit, struct task_struct *p)
+{
+	__u32 key;
+
+	if (!strict_count)
+		return 0;
+	key = p->pid;
+	bpf_map_delete_elem(&strict, &key);
+	if (BPF_CORE_READ(p, signal, live.counter) == 0) {
+		key = p->tgid | STRICT_KEY_PROCESS;
+		bpf_map_delete_elem(&strict, &key);
+	}
 	return 0;
 }
 
