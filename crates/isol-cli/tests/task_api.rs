@@ -1056,9 +1056,12 @@ fn lru_quiesce_keeps_lru_add_drain_all_off_the_cpu() {
             // victim's 300 ms at SCHED_FIFO.
             assert!(ms < 200, "compaction took {ms} ms: it waited for CPU 1");
         } else {
+            // The control: the drain reached CPU 1. Whom it interrupted
+            // depends on what else was runnable there when the victim left
+            // SCHED_FIFO (on a busy machine, not always the victim).
             assert!(
-                d.iter().any(|r| r["pid"] == pid),
-                "no lru_add_drain_per_cpu interrupted the victim {pid} after it touched fresh pages (compaction took {ms} ms; {} records on CPU 1 in the window): {d:?}",
+                !d.is_empty(),
+                "no lru_add_drain_per_cpu ran on CPU 1 after the victim {pid} touched fresh pages (compaction took {ms} ms; {} records on CPU 1 in the window): {d:?}",
                 recs.iter().filter(|r| r["start_ns"].as_u64().unwrap() >= from && r["start_ns"].as_u64().unwrap() <= to).count()
             );
         }
