@@ -370,3 +370,57 @@ pub unsafe extern "C" fn isol_report_json(buf: *mut c_char, len: size_t) -> c_in
         s.len() as c_int
     })
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! The C API's inputs are whatever a C program puts in them. Fuzzed on
+    //! stable Rust (proptest; PROPTEST_CASES raises the count).
+    use super::*;
+    use proptest::prelude::*;
+
+    fn masks() -> impl Strategy<Value = u64> {
+        prop_oneof![any::<u64>(), 0u64..16, Just(Quiesce::all().bits())]
+    }
+
+    proptest! {
+        /// Any isol_config is refused with a reason or accepted, never a
+        /// panic across the FFI; what is accepted survives the way back
+        /// (isol_get_config) unchanged in meaning.
+        #[test]
+        fn any_isol_config_is_refused_or_round_trips(
+            quiesce_mask in masks(),
+            oneshot_mask in masks(),
+            inherit_mask in prop_oneof![any::<u32>(), 0u32..4],
+            flags in prop_oneof![any::<u32>(), 0u32..64],
+            strict_signal in prop_oneof![any::<i32>(), -2i32..70],
+            tick_timeout_ms in any::<u32>(),
+        ) {
+            let c = isol_config {
+                quiesce_mask, oneshot_mask, inherit_mask, flags, strict_signal, tick_timeout_ms,
+            };
+            match from_c(&c) {
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+                Ok(cfg) => {
+                    prop_assert!(cfg.validate().is_ok());
+                    let back = from_c(&to_c(&cfg)).unwrap();
+                    prop_assert_eq!(back, cfg);
+                }
+            }
+        }
+
+        /// isol_report_json into any buffer length: NUL-terminated within
+        /// the buffer, never past it.
+        #[test]
+        fn report_json_never_writes_past_the_buffer(len in 0usize..64, report in "\\PC{0,80}") {
+            LAST_REPORT.with(|l| *l.borrow_mut() = report.clone());
+            let mut buf = vec![0x55 as c_char; 80];
+            // SAFETY: buf holds at least len bytes.
+            let n = unsafe { isol_report_json(buf.as_mut_ptr(), len) };
+            prop_assert_eq!(n as usize, report.len());
+            prop_assert!(buf[len..].iter().all(|&b| b == 0x55 as c_char));
+            if len > 0 {
+                prop_assert!(buf[..len].contains(&0));
+            }
+        }
+    }
+}

@@ -52,8 +52,13 @@ pub fn parse_line(l: &str) -> Option<Line<'_>> {
         let tok = &rest[..end];
         rest = &rest[end..];
         if let Some(t) = tok.strip_suffix(':') {
+            // Finite only: "inf" or "1e999" would make the report's
+            // duration infinite, which its JSON cannot hold (found by
+            // tests/fuzz.rs).
             if let Ok(v) = t.parse::<f64>() {
-                break v;
+                if v.is_finite() {
+                    break v;
+                }
             }
         }
     };
@@ -291,6 +296,9 @@ mod tests {
         let l = parse_line("Web Content-77 [1] 5.000001: sched_switch: prev_comm=a").unwrap();
         assert_eq!(l.comm, "Web Content");
         assert!(parse_line("cpus=2").is_none());
+        // A timestamp that is not a finite number is not a timestamp.
+        assert!(parse_line("a-1 [0] inf: ipi_send_cpu: cpu=1").is_none());
+        assert!(parse_line("a-1 [0] 1e999: ipi_send_cpu: cpu=1").is_none());
         assert!(parse_line("=> kthread (ffffffffa973984e)").is_none());
     }
 

@@ -244,16 +244,25 @@ impl Report {
             .map(|c| c.per_minute.len())
             .max()
             .unwrap_or(0);
+        // A text table is read: at most an hour of columns (JSON has all).
+        const COLUMNS: usize = 60;
+        let shown = minutes.min(COLUMNS);
         if minutes > 1 {
             let _ = writeln!(o, "\nIPIs per minute");
+            if minutes > COLUMNS {
+                let _ = writeln!(
+                    o,
+                    "(the first {COLUMNS} of {minutes} minutes; --json has all)"
+                );
+            }
             let _ = write!(o, "{:<40}", "callback");
-            for m in 0..minutes {
+            for m in 0..shown {
                 let _ = write!(o, " {:>6}", format!("m{}", m + 1));
             }
             let _ = writeln!(o);
             for c in &self.callbacks {
                 let _ = write!(o, "{:<40}", c.callback);
-                for m in 0..minutes {
+                for m in 0..shown {
                     let _ = write!(o, " {:>6}", c.per_minute.get(m).copied().unwrap_or(0));
                 }
                 let _ = writeln!(o);

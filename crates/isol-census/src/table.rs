@@ -143,6 +143,11 @@ pub struct Census {
     events: u64,
 }
 
+/// The per-minute series stops here (a week): a recording, or an imported
+/// trace whose timestamps say it spans years, must not size an array by
+/// its span (found by tests/fuzz.rs: one event at 1e12 s asked for 13 PB).
+pub const MAX_MINUTES: usize = 7 * 24 * 60;
+
 impl Census {
     pub fn new() -> Census {
         Census::default()
@@ -156,10 +161,12 @@ impl Census {
             let cb = self.callbacks.entry(e.callback.clone()).or_default();
             cb.count += 1;
             *cb.kinds.entry(e.kind.clone()).or_default() += 1;
-            if cb.per_minute.len() <= minute {
-                cb.per_minute.resize(minute + 1, 0);
+            if minute < MAX_MINUTES {
+                if cb.per_minute.len() <= minute {
+                    cb.per_minute.resize(minute + 1, 0);
+                }
+                cb.per_minute[minute] += 1;
             }
-            cb.per_minute[minute] += 1;
             if let Some(c) = e.cpu {
                 *cb.cpus.entry(c).or_default() += 1;
             }
@@ -197,7 +204,13 @@ impl Census {
     pub fn finish(self, report: &mut Report) {
         let d = report.duration_s.max(1e-9);
         let per_min = |n: u64| n as f64 * 60.0 / d;
-        let minutes = ((d / 60.0).ceil() as usize).max(1);
+        let minutes = ((d / 60.0).ceil() as usize).clamp(1, MAX_MINUTES);
+        if d / 60.0 > MAX_MINUTES as f64 {
+            report.notes.push(format!(
+                "IPIs per minute kept for the first {MAX_MINUTES} minutes only (the census spans {:.0})",
+                d / 60.0
+            ));
+        }
         report.ipis = self.ipis;
         report.interruptions = self.events;
         report.ipis_per_min = per_min(self.ipis);

@@ -121,36 +121,28 @@ impl Config {
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let c: Config = toml::from_str(&text)
-            .with_context(|| format!("{}: invalid configuration", path.display()))?;
-        anyhow::ensure!(
-            c.interval_ms >= 10,
-            "{}: interval_ms must be at least 10",
-            path.display()
-        );
-        anyhow::ensure!(
-            c.max_details >= 1,
-            "{}: max_details must be at least 1",
-            path.display()
-        );
+        Config::parse(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    /// Parse and check a config's text.
+    pub fn parse(text: &str) -> Result<Config> {
+        let c: Config = toml::from_str(text).context("invalid configuration")?;
+        anyhow::ensure!(c.interval_ms >= 10, "interval_ms must be at least 10");
+        anyhow::ensure!(c.max_details >= 1, "max_details must be at least 1");
         let l = &c.limits;
         anyhow::ensure!(
             l.request_bytes >= 1024,
-            "{}: limits.request_bytes must be at least 1024",
-            path.display()
+            "limits.request_bytes must be at least 1024"
         );
         anyhow::ensure!(
             l.connections >= 1 && l.connections_per_user >= 1,
-            "{}: limits.connections and limits.connections_per_user must be at least 1",
-            path.display()
+            "limits.connections and limits.connections_per_user must be at least 1"
         );
         anyhow::ensure!(
             l.idle_timeout_s >= 1,
-            "{}: limits.idle_timeout_s must be at least 1",
-            path.display()
+            "limits.idle_timeout_s must be at least 1"
         );
-        c.user_cpus()
-            .with_context(|| format!("{}: [users]", path.display()))?;
+        c.user_cpus().context("[users]")?;
         Ok(c)
     }
 
@@ -207,6 +199,46 @@ mod tests {
         assert_eq!(c.threshold_us, 10);
         assert!(c.users.is_empty());
         assert_eq!(c.limits, Limits::default());
+    }
+
+    proptest::proptest! {
+        // Config text as an administrator (or a broken deploy) may write
+        // it: known keys with any values, unknown keys, garbage. Never a
+        // panic; what is accepted obeys the checks.
+        #[test]
+        fn any_config_text_is_refused_or_valid(
+            lines in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        proptest::strategy::Just("cpus".to_string()),
+                        proptest::strategy::Just("listen".to_string()),
+                        proptest::strategy::Just("interval_ms".to_string()),
+                        proptest::strategy::Just("max_details".to_string()),
+                        proptest::strategy::Just("buffer_kb".to_string()),
+                        proptest::strategy::Just("threshold_us".to_string()),
+                        proptest::strategy::Just("[limits]\nrequest_bytes".to_string()),
+                        proptest::strategy::Just("[limits]\nconnections".to_string()),
+                        proptest::strategy::Just("[users]\nroot".to_string()),
+                        "[a-z_]{1,8}",
+                    ],
+                    proptest::prop_oneof![
+                        "-?[0-9]{1,22}",
+                        "\"[0-9,\\-]{0,12}\"",
+                        "\"[0-9\\.:]{0,22}\"",
+                        "\\PC{0,16}",
+                        proptest::strategy::Just("true".to_string()),
+                    ],
+                ),
+                0..8,
+            ),
+        ) {
+            let text: String = lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+            if let Ok(c) = Config::parse(&text) {
+                proptest::prop_assert!(c.interval_ms >= 10 && c.max_details >= 1);
+                proptest::prop_assert!(c.limits.request_bytes >= 1024);
+                proptest::prop_assert!(c.limits.connections >= 1 && c.limits.idle_timeout_s >= 1);
+            }
+        }
     }
 
     #[test]

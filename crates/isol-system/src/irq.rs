@@ -184,6 +184,28 @@ impl Irqs {
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        // /proc/interrupts shaped text with hostile columns: never a panic,
+        // and a count is only ever taken for a CPU the header names.
+        #[test]
+        fn any_interrupts_text_parses_without_panic(
+            header in proptest::collection::vec("CPU[0-9]{0,4}|[A-Z]{0,4}", 0..6),
+            rows in proptest::collection::vec(
+                ("[A-Z0-9 ]{0,5}", proptest::collection::vec("[0-9]{0,22}|\\PC{0,6}", 0..8)),
+                0..10,
+            ),
+        ) {
+            let mut text = header.join("  ");
+            for (label, cols) in &rows {
+                text.push_str(&format!("\n{label}: {}", cols.join(" ")));
+            }
+            let cpus: Vec<u32> = header.iter().filter_map(|c| c.strip_prefix("CPU")?.parse().ok()).collect();
+            for l in parse_interrupts(&text) {
+                proptest::prop_assert!(l.counts.keys().all(|c| cpus.contains(c)));
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -48,7 +48,7 @@ pub fn start_time(id: u32) -> Option<u64> {
     parse_start_time(&s)
 }
 
-fn parse_start_time(stat: &str) -> Option<u64> {
+pub(crate) fn parse_start_time(stat: &str) -> Option<u64> {
     let (_, rest) = stat.rsplit_once(')')?;
     // rest: " S ppid ..." = fields 3.. ; starttime is field 22.
     rest.split_whitespace().nth(22 - 3)?.parse().ok()
@@ -57,7 +57,7 @@ fn parse_start_time(stat: &str) -> Option<u64> {
 #[cfg(test)]
 #[test]
 fn start_time_survives_odd_command_names() {
-    let stat = "4242 (a) b (c) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 98765 100 200";
+    let stat = "4242 (a) b (c) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 98765 200";
     assert_eq!(parse_start_time(stat), Some(98765));
     assert_eq!(parse_start_time("4242 (x"), None);
     let me = start_time(std::process::id()).unwrap();

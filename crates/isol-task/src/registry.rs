@@ -42,9 +42,7 @@ fn path(tid: u32) -> PathBuf {
 /// Field 22 of /proc/self/task/TID/stat (or /proc/TID/stat).
 pub fn start_time(pid: u32, tid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    // Fields after comm start at field 3; starttime is field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    crate::policy::parse_start_time(&s)
 }
 
 static LOCK: Mutex<()> = Mutex::new(());
@@ -119,9 +117,26 @@ pub fn update_breaks(tid: u32, breaks: u64, last: Option<BreakInfo>) {
     }
 }
 
+/// An entry is a file any user could have put in /dev/shm: read at most
+/// this much of it (a real one is a few hundred bytes).
+const MAX_ENTRY: u64 = 64 * 1024;
+
 fn read(tid: u32) -> Option<Entry> {
-    let e: Entry = serde_json::from_slice(&std::fs::read(path(tid)).ok()?).ok()?;
-    (start_time(e.pid, e.tid) == Some(e.start)).then_some(e)
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let f = std::fs::File::open(path(tid)).ok()?;
+    let owner = f.metadata().ok()?.uid();
+    let mut buf = Vec::new();
+    f.take(MAX_ENTRY + 1).read_to_end(&mut buf).ok()?;
+    if buf.len() as u64 > MAX_ENTRY {
+        return None;
+    }
+    let e: Entry = serde_json::from_slice(&buf).ok()?;
+    // Written by the thread's own user (or root), about a thread that is
+    // still the one it names: another user cannot forge a task's status.
+    let task_owner = crate::policy::task_facts(e.tid)?.uid;
+    let honest = e.tid == tid && (owner == 0 || (owner == e.uid && owner == task_owner));
+    (honest && start_time(e.pid, e.tid) == Some(e.start)).then_some(e)
 }
 
 /// Entries of live threads (of process `pid` if given), readable by the
@@ -155,6 +170,46 @@ pub fn list(pid: Option<u32>) -> Vec<Entry> {
 
 #[cfg(test)]
 mod tests {
+    /// A file another user planted in /dev/shm about this thread is not
+    /// believed; nor is an oversized one. (chown needs root: CI runs it.)
+    #[test]
+    fn a_forged_or_oversized_entry_is_not_believed() {
+        let tid = crate::gettid();
+        let pid = std::process::id();
+        let e = super::Entry {
+            pid,
+            tid,
+            start: super::start_time(pid, tid).unwrap(),
+            // SAFETY: plain libc call.
+            uid: unsafe { libc::getuid() },
+            backend: crate::backend(),
+            config: None,
+            active: true,
+            origin: Default::default(),
+            cpu: Some(1),
+            watcher: None,
+            registered: true,
+            breaks: Some(0),
+            last_break: None,
+        };
+        super::write(&e);
+        let p = super::path(tid);
+        assert_eq!(super::read(tid).as_ref(), Some(&e), "our own entry");
+        std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+        assert_eq!(
+            super::read(tid),
+            None,
+            "an entry written by nobody about root's thread"
+        );
+        std::os::unix::fs::chown(&p, Some(0), Some(0)).unwrap();
+        let mut big = serde_json::to_vec(&e).unwrap();
+        big.pop();
+        big.extend(format!(",\"pad\":\"{}\"}}", "x".repeat(100_000)).bytes());
+        std::fs::write(&p, &big).unwrap();
+        assert_eq!(super::read(tid), None, "a 100 kB entry");
+        let _ = std::fs::remove_file(&p);
+    }
+
     #[test]
     fn own_start_time_is_read() {
         let pid = std::process::id();
