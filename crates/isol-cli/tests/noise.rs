@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 fn noise_json(args: &[&str]) -> Value {
     let args = [args, &["--json"]].concat();
     let v: Value = serde_json::from_str(&isol_ok("noise", &args)).unwrap();
-    assert_eq!(v["schema"], "isol.noise/1");
+    assert_eq!(v["schema"], "isol.noise/2");
     v
 }
 

@@ -51,7 +51,7 @@ pub struct Args {
     /// Gaps kept per CPU (more are counted, not kept).
     #[arg(long, default_value_t = 200_000)]
     max_gaps: usize,
-    /// Print the report as JSON (schema isol.noise/1).
+    /// Print the report as JSON (schema isol.noise/2).
     #[arg(long)]
     json: bool,
     /// Also print oslat's histogram format.

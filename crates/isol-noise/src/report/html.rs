@@ -90,6 +90,7 @@ fn cpu(o: &mut String, c: &CpuReport) {
     histogram(o, c);
     timeline(o, c);
     causes(o, c);
+    covered(o, c);
     if !c.worst.is_empty() {
         let _ = writeln!(o, "<h3>Worst gaps</h3><table class=\"worst\"><tr><th>#</th><th>at</th><th>duration</th><th class=\"l\">cause</th><th>kernel</th><th>uncovered</th><th class=\"l\">chain, sender</th></tr>");
         for (i, g) in c.worst.iter().enumerate() {
@@ -263,4 +264,30 @@ fn causes(o: &mut String, c: &CpuReport) {
         );
     }
     let _ = writeln!(o, "</svg>");
+}
+
+/// Every kernel entry inside a gap, hw gaps included, by time covered.
+fn covered(o: &mut String, c: &CpuReport) {
+    if c.covered.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "<h3>Kernel entries inside gaps</h3><table class=\"covered\"><tr><th>cause</th><th>gaps</th><th>in hw gaps</th><th>entries</th><th>time covered</th></tr>"
+    );
+    for r in &c.covered {
+        let _ = writeln!(
+            o,
+            "<tr class=\"covered-row\" data-cause=\"{}\" data-gaps=\"{}\" data-covered-ns=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.cause.label()),
+            r.gaps,
+            r.covered_ns,
+            esc(&r.cause.label()),
+            r.gaps,
+            r.in_hw_gaps,
+            r.entries,
+            fmt_ns(r.covered_ns)
+        );
+    }
+    let _ = writeln!(o, "</table>");
 }

@@ -17,7 +17,7 @@ use isol_cpulist::CpuSet;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-pub const SCHEMA: &str = "isol.noise/1";
+pub const SCHEMA: &str = "isol.noise/2";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -96,6 +96,11 @@ pub struct CpuReport {
     pub hw_ns: u64,
     /// Count and time per primary cause, largest time first.
     pub causes: Vec<CauseRow>,
+    /// Every kernel entry inside a gap, whatever the gap's primary cause
+    /// (an `hw` gap's too): per cause, the gaps it was in, its entries and
+    /// the gap time it covered, largest first. Nothing the kernel did
+    /// inside a gap is lost behind `hw`.
+    pub covered: Vec<CoveredRow>,
     /// The worst gaps, longest first ("auto analysis").
     pub worst: Vec<Gap>,
     /// With --stop-above: the gaps of the last 100 ms before the stop.
@@ -160,6 +165,19 @@ pub struct CauseRow {
     pub count: u64,
     pub total_ns: u64,
     pub max_ns: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CoveredRow {
+    #[serde(flatten)]
+    pub cause: Named,
+    /// Gaps holding at least one such entry.
+    pub gaps: u64,
+    pub entries: u64,
+    /// Gap time these entries covered, ns.
+    pub covered_ns: u64,
+    /// Of those gaps, how many were `hw` by their primary cause.
+    pub in_hw_gaps: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -310,6 +328,7 @@ fn analyse(
         })
         .collect();
     let mut rows: BTreeMap<Named, CauseRow> = BTreeMap::new();
+    let mut covered: BTreeMap<Named, CoveredRow> = BTreeMap::new();
     let (mut noise, mut hw_ns, mut attributed) = (0u64, 0u64, 0u64);
     let mut names = Vec::with_capacity(gaps.len());
     // Run-queue wait still to hand out, per sampling interval.
@@ -339,6 +358,31 @@ fn analyse(
             })
             .sum();
         runq_take(cx.runq, &mut budget, g.0, g.0 + g.1, seen_wait, false);
+        let mut seen_here: Vec<Named> = Vec::new();
+        for &e in &a.entries {
+            let r = &records[order[e]];
+            let n = Named::of(&(cx.cause)(r));
+            let (s0, e0) = (
+                r.start_ns.max(g.0),
+                (r.start_ns + r.duration_ns).min(g.0 + g.1),
+            );
+            let row = covered.entry(n.clone()).or_insert(CoveredRow {
+                cause: n.clone(),
+                gaps: 0,
+                entries: 0,
+                covered_ns: 0,
+                in_hw_gaps: 0,
+            });
+            row.entries += 1;
+            row.covered_ns += e0.saturating_sub(s0);
+            if !seen_here.contains(&n) {
+                row.gaps += 1;
+                if a.hw {
+                    row.in_hw_gaps += 1;
+                }
+                seen_here.push(n);
+            }
+        }
         let name = match (a.hw, a.primary) {
             (false, Some(p)) => {
                 attributed += 1;
@@ -378,6 +422,8 @@ fn analyse(
     }
     let mut causes: Vec<CauseRow> = rows.into_values().collect();
     causes.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then(a.cause.cmp(&b.cause)));
+    let mut covered: Vec<CoveredRow> = covered.into_values().collect();
+    covered.sort_by(|a, b| b.covered_ns.cmp(&a.covered_ns).then(a.cause.cmp(&b.cause)));
     let mut idx: Vec<usize> = (0..gaps.len()).collect();
     idx.sort_by(|&a, &b| gaps[b].1.cmp(&gaps[a].1).then(a.cmp(&b)));
     let worst_idx: Vec<usize> = idx.into_iter().take(cx.worst).collect();
@@ -404,6 +450,7 @@ fn analyse(
         },
         hw_ns,
         causes,
+        covered,
         worst: Vec::new(),
         before_stop: Vec::new(),
         injected: None,

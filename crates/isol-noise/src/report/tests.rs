@@ -104,6 +104,8 @@ pub(crate) fn made_up() -> Report {
         raw(1_000_000_000 + 100_004_000, 12_000, 3, 2),
         raw(1_000_000_000 + 1_500_002_000, 35_000, 2, 5),
         raw(1_000_000_000 + 1_900_000_000, 10_000, 3, 2), // in no gap
+        // A tick inside the 2 ms stall: the gap stays hw, the tick is kept.
+        raw(1_000_000_000 + 600_500_000, 10_000, 3, 2),
     ];
     let cx = Context {
         params: Params::default(),
@@ -176,6 +178,36 @@ fn builder_attributes_each_gap_and_sums_per_cause() {
 }
 
 #[test]
+fn every_kernel_entry_inside_a_gap_is_counted_even_in_an_hw_gap() {
+    let r = made_up();
+    let c = &r.per_cpu[0];
+    let rows: Vec<(&str, &str, u64, u64, u64)> = c
+        .covered
+        .iter()
+        .map(|r| {
+            (
+                r.cause.class.as_str(),
+                r.cause.detail.as_str(),
+                r.gaps,
+                r.in_hw_gaps,
+                r.covered_ns,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("ipi", "flush_tlb_func", 1, 0, 35_000),
+            ("timer", "tick_nohz_handler", 2, 1, 22_000),
+        ]
+    );
+    let text = text::render(&r);
+    assert!(text.contains("kernel entries inside gaps"), "{text}");
+    let html = html::render(&r);
+    assert!(html.contains("data-cause=\"timer local_timer tick_nohz_handler\" data-gaps=\"2\" data-covered-ns=\"22000\""), "{html}");
+}
+
+#[test]
 fn text_json_and_oslat_renderings_carry_the_numbers() {
     let r = made_up();
     let t = text::render(&r);
@@ -193,7 +225,7 @@ fn text_json_and_oslat_renderings_carry_the_numbers() {
     );
     assert!(o.contains("     Maximum:\t 2000 (us)\n"), "{o}");
     let v: serde_json::Value = serde_json::from_str(&json::render(&r)).unwrap();
-    assert_eq!(v["schema"], "isol.noise/1");
+    assert_eq!(v["schema"], "isol.noise/2");
     assert_eq!(v["per_cpu"][0]["causes"][0]["class"], "hw");
     assert_eq!(v["per_cpu"][0]["worst"][1]["sender"]["comm"], "noisegen");
 }

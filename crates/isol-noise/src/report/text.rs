@@ -115,6 +115,30 @@ fn cpu(o: &mut String, r: &Report, c: &CpuReport) {
             );
         }
     }
+    if !c.covered.is_empty() {
+        let _ = writeln!(
+            o,
+            "  kernel entries inside gaps (hw gaps too), by the time they covered:"
+        );
+        let _ = writeln!(
+            o,
+            "  {:<9} {:<20} {:<38} {:>8} {:>8} {:>10}",
+            "class", "kind", "detail", "gaps", "in hw", "covered"
+        );
+        for row in &c.covered {
+            let d: String = row.cause.detail.chars().take(38).collect();
+            let _ = writeln!(
+                o,
+                "  {:<9} {:<20} {:<38} {:>8} {:>8} {:>10}",
+                row.cause.class,
+                row.cause.kind,
+                d,
+                row.gaps,
+                row.in_hw_gaps,
+                fmt_ns(row.covered_ns)
+            );
+        }
+    }
     if !c.worst.is_empty() {
         let _ = writeln!(o, "  worst gaps (auto analysis):");
         for (i, g) in c.worst.iter().enumerate() {
