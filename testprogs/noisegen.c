@@ -25,6 +25,9 @@
  *   --timer     a 10 ms POSIX CPU-independent timer (hrtimer on CPU N)
  * --go FILE makes the generator threads wait until FILE exists, so a test
  * can arm isol first.
+ * --sleep makes the victim sleep instead of spinning: the generators that
+ * aim at CPU N itself (--perf) need no task there, and a measuring loop
+ * (isol noise) can have the CPU to itself.
  * --fifo PRIO runs the victim (only: the generators keep their policy)
  * SCHED_FIFO, as latency-critical loops do.
  * Prints "tid=T counter=0xADDR" once the victim runs.
@@ -197,6 +200,7 @@ static void on_timer(int sig) { (void)sig; }
 int main(int argc, char **argv)
 {
 	int cpu = -1, tlb = 0, jit = 0, fault = 0, timer = 0, storm = 0, fifo = 0, mb = 0, perf = 0;
+	int sleep_victim = 0;
 	double duration = 0;
 	const char *counter_path = NULL;
 
@@ -216,6 +220,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--ipi-storm")) storm = 1;
 		else if (!strcmp(a, "--membarrier")) mb = 1;
 		else if (!strcmp(a, "--perf")) perf = 1;
+		else if (!strcmp(a, "--sleep")) sleep_victim = 1;
 		else {
 			fprintf(stderr, "noisegen: unknown argument %s\n", a);
 			return 2;
@@ -254,7 +259,8 @@ int main(int argc, char **argv)
 	}
 	*counter = 0; /* fault it in before the loop */
 
-	pin(cpu);
+	/* --sleep: the victim has no business on CPU N at all. */
+	pin(sleep_victim && hk_cpu >= 0 ? hk_cpu : cpu);
 	/* Generators are born on the housekeeping CPU: inheriting CPU N they
 	 * would first have to run there to move, and a SCHED_FIFO victim
 	 * without RT throttling never lets them (kernels before 6.12 have no
@@ -308,7 +314,9 @@ int main(int argc, char **argv)
 
 	uint64_t start = now_ns(), last_fault = start;
 	uint64_t end = duration > 0 ? start + (uint64_t)(duration * 1e9) : UINT64_MAX;
-	for (;;) {
+	while (sleep_victim && now_ns() < end)
+		usleep(100000);
+	for (; !sleep_victim;) {
 		for (int i = 0; i < 4096; i++)
 			__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
 		uint64_t t = now_ns();

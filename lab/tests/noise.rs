@@ -19,13 +19,14 @@
 //! (bench/RESULTS.md, isol noise vs osnoise). The 99 %
 //! property needs real hardware or KVM, which these hosts lack.
 
-use isol_lab::Lab;
+use isol_lab::{testprogs::testprog, Lab};
 
 #[test]
 fn idle_nohz_full_cpu_gaps_are_listed_with_causes() {
     let out = Lab::new()
         .unwrap()
         .quiet_cpu1()
+        .file(testprog("noisegen").unwrap(), "/bin/noisegen")
         // One capture: ~25 s of BPF verification under TCG, 8 s of run.
         .timeout(std::time::Duration::from_secs(300))
         .run_scenario("noise")
@@ -122,4 +123,43 @@ fn idle_nohz_full_cpu_gaps_are_listed_with_causes() {
             );
         }
     }
+    remote_function_from_a_perf_generator_is_named_with_its_sender_inside_gaps(&out);
+}
+
+/// With a perf-event generator on CPU 0 making the kernel run
+/// remote_function on CPU 1 while `isol noise -c 1` measures there, every
+/// such entry is named with its sender among the kernel entries inside
+/// gaps, and in the gaps that hold it, even where TCG's stalls make the
+/// gap itself `hw`. (The same boot as the idle part.)
+fn remote_function_from_a_perf_generator_is_named_with_its_sender_inside_gaps(
+    out: &isol_lab::Outcome,
+) {
+    let v = out.json_section("perf").unwrap();
+    let cpu = &v["per_cpu"][0];
+    let covered = cpu["covered"].as_array().unwrap();
+    let rf: Vec<&serde_json::Value> = covered
+        .iter()
+        .filter(|c| c["class"] == "ipi" && c["detail"] == "remote_function")
+        .collect();
+    eprintln!(
+        "remote_function rows: {rf:?}\ngaps {} causes {}",
+        cpu["gaps"], cpu["causes"]
+    );
+    assert!(
+        !rf.is_empty(),
+        "remote_function not among the kernel entries inside gaps: {covered:?}"
+    );
+    let s = &rf[0]["sender"];
+    assert_eq!(s["cpu"], 0, "{s}");
+    assert_eq!(s["comm"], "noisegen", "{s}");
+    // And in the gaps that hold it.
+    let in_gap = cpu["worst"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["entries"].as_array().unwrap())
+        .filter(|e| e["detail"] == "remote_function")
+        .count();
+    let total: u64 = rf.iter().map(|r| r["gaps"].as_u64().unwrap()).sum();
+    eprintln!("remote_function in {total} gaps, {in_gap} of them among the 50 worst");
 }

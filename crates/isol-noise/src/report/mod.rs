@@ -178,6 +178,9 @@ pub struct CoveredRow {
     pub covered_ns: u64,
     /// Of those gaps, how many were `hw` by their primary cause.
     pub in_hw_gaps: u64,
+    /// An IPI's sender (the first one named), as isol.watch/1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Sender>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -207,6 +210,8 @@ pub struct Entry {
     pub duration_ns: u64,
     pub tid: u32,
     pub comm: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Sender>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -372,7 +377,11 @@ fn analyse(
                 entries: 0,
                 covered_ns: 0,
                 in_hw_gaps: 0,
+                sender: None,
             });
+            if row.sender.is_none() && Class::from_raw(r.primary.class) == Class::Ipi {
+                row.sender = (cx.resolve)(r).sender;
+            }
             row.entries += 1;
             row.covered_ns += e0.saturating_sub(s0);
             if !seen_here.contains(&n) {
@@ -500,6 +509,9 @@ fn gap(
                     duration_ns: r.duration_ns,
                     tid: r.tid,
                     comm: isol_capture::record::comm(&r.comm),
+                    sender: (Class::from_raw(r.primary.class) == Class::Ipi)
+                        .then(|| (cx.resolve)(r).sender)
+                        .flatten(),
                 }
             })
             .collect(),

@@ -201,6 +201,8 @@ fn every_kernel_entry_inside_a_gap_is_counted_even_in_an_hw_gap() {
             ("timer", "tick_nohz_handler", 2, 1, 22_000),
         ]
     );
+    let s = c.covered[0].sender.as_ref().expect("the IPI's sender");
+    assert_eq!((s.comm.as_str(), s.pid), ("noisegen", 42));
     let text = text::render(&r);
     assert!(text.contains("kernel entries inside gaps"), "{text}");
     let html = html::render(&r);
