@@ -1056,13 +1056,19 @@ fn lru_quiesce_keeps_lru_add_drain_all_off_the_cpu() {
             // victim's 300 ms at SCHED_FIFO.
             assert!(ms < 200, "compaction took {ms} ms: it waited for CPU 1");
         } else {
-            // The control: the drain reached CPU 1. Whom it interrupted
-            // depends on what else was runnable there when the victim left
-            // SCHED_FIFO (on a busy machine, not always the victim).
+            // The control: the drain reached CPU 1: a drain item ran there,
+            // or compaction waited out the victim's 300 ms at SCHED_FIFO
+            // for what it had queued there (on 6.18 the item is not always
+            // seen in the window, though compaction waits for CPU 1).
             assert!(
-                !d.is_empty(),
-                "no lru_add_drain_per_cpu ran on CPU 1 after the victim {pid} touched fresh pages (compaction took {ms} ms; {} records on CPU 1 in the window): {d:?}",
-                recs.iter().filter(|r| r["start_ns"].as_u64().unwrap() >= from && r["start_ns"].as_u64().unwrap() <= to).count()
+                !d.is_empty() || ms >= 250,
+                "no lru_add_drain_per_cpu ran on CPU 1 after the victim {pid} touched fresh pages (compaction took {ms} ms; {} records on CPU 1 in the window): {d:?}\n{}",
+                recs.iter().filter(|r| r["start_ns"].as_u64().unwrap() >= from && r["start_ns"].as_u64().unwrap() <= to).count(),
+                recs.iter()
+                    .filter(|r| r["start_ns"].as_u64().unwrap() >= from && r["start_ns"].as_u64().unwrap() <= to)
+                    .map(|r| format!("{} {}: {}", r["pid"], r["comm"], r["chain"]))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             );
         }
         eprintln!(
