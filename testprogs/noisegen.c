@@ -23,6 +23,8 @@
  * In the victim itself:
  *   --fault     reads a fresh page every --period-us (default 1 ms): page faults
  *   --timer     a 10 ms POSIX CPU-independent timer (hrtimer on CPU N)
+ *   --cputimer  a 100 ms ITIMER_PROF (process CPU time): the kernel keeps
+ *               the tick on CPU N to account it (tick dependency posix_timer)
  * --go FILE makes the generator threads wait until FILE exists, so a test
  * can arm isol first.
  * --sleep makes the victim sleep instead of spinning: the generators that
@@ -50,6 +52,7 @@
 #include <sys/syscall.h>
 #include <fcntl.h>
 #include <time.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 static volatile int stop;
@@ -200,7 +203,7 @@ static void on_timer(int sig) { (void)sig; }
 int main(int argc, char **argv)
 {
 	int cpu = -1, tlb = 0, jit = 0, fault = 0, timer = 0, storm = 0, fifo = 0, mb = 0, perf = 0;
-	int sleep_victim = 0;
+	int sleep_victim = 0, cputimer = 0;
 	double duration = 0;
 	const char *counter_path = NULL;
 
@@ -221,6 +224,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--membarrier")) mb = 1;
 		else if (!strcmp(a, "--perf")) perf = 1;
 		else if (!strcmp(a, "--sleep")) sleep_victim = 1;
+		else if (!strcmp(a, "--cputimer")) cputimer = 1;
 		else {
 			fprintf(stderr, "noisegen: unknown argument %s\n", a);
 			return 2;
@@ -288,6 +292,15 @@ int main(int argc, char **argv)
 	if (fault)
 		area = mmap(NULL, area_pages * 4096, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (cputimer) {
+		struct sigaction sa = { .sa_handler = on_timer };
+		sigaction(SIGPROF, &sa, NULL);
+		struct itimerval iv = { { 0, 100000 }, { 0, 100000 } };
+		if (setitimer(ITIMER_PROF, &iv, NULL)) {
+			perror("noisegen: setitimer");
+			return 2;
+		}
+	}
 	if (timer) {
 		struct sigaction sa = { .sa_handler = on_timer };
 		sigaction(SIGALRM, &sa, NULL);

@@ -79,3 +79,20 @@ echo "victim_status=$?"
 section strict cat /tmp/strict.json
 # The counter as the victim left it (little-endian u64).
 section counter od -A n -t u8 -N 8 /tmp/ctr
+
+# 4. Why the tick runs: a victim with a CPU-time timer (ITIMER_PROF) keeps
+#    the tick on nohz_full CPU 1 (dependency posix_timer); isol watch's
+#    summary says so, from timer:tick_stop.
+noisegen --cpu 1 --cputimer --duration 600 >/tmp/ng4.out &
+NG=$!
+wait_for /tmp/ng4.out tid=
+freeze $NG
+isol watch --cpus 1 -D 3 --json >/tmp/tick.json 2>/tmp/tick.err &
+W=$!
+wait_for /tmp/tick.err watching
+kill -CONT $NG
+wait $W
+rc=$?
+kill $NG
+wait $NG
+section tick sh -c "cat /tmp/tick.json; exit $rc"

@@ -110,4 +110,23 @@ fn watch_idle_tlb_and_strict_on_nohz_full() {
         counter,
         "the victim ran on after the break"
     );
+
+    // 4. Why the tick runs: the victim's ITIMER_PROF is named.
+    let tick: serde_json::Value = serde_json::from_str(&out.section("tick").unwrap().text)
+        .expect("isol watch --json summary");
+    let t = tick["tick"]
+        .as_array()
+        .expect("tick facts")
+        .iter()
+        .find(|t| t["cpu"] == 1)
+        .unwrap_or_else(|| panic!("nothing said about CPU 1's tick: {}", tick["tick"]));
+    eprintln!("tick on CPU 1: {t}");
+    let deps = t["dependencies"].as_array().unwrap();
+    assert!(
+        deps.iter()
+            .any(|d| d["kind"] == "posix_timer"
+                && d["detail"].as_str().unwrap().contains("noisegen")),
+        "the CPU-time timer keeping the tick is not named: {t}"
+    );
+    assert!(t["failures"].as_u64().unwrap() > 0, "{t}");
 }

@@ -204,3 +204,15 @@ fn root_without_capabilities_is_not_ready_and_watch_fails_too() {
     );
     assert!(!out.status.success(), "watch ran where doctor refused");
 }
+
+#[test]
+fn status_of_a_process_that_does_not_exist_says_so() {
+    // Beyond pid_max (at most 2^22): no such process can exist.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_isol"))
+        .args(["status", "99999999"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no such process: 99999999"), "{err}");
+}

@@ -247,6 +247,27 @@ fn timer_detail(function: &str) -> &'static str {
 
 /// Name the dependencies: from timer:tick_stop when watched, with the
 /// evidence user space can find for each.
+/// What keeps the tick on `cpu` for a watcher that follows no one task
+/// (`isol watch`): the dependencies timer:tick_stop last reported there,
+/// explained, with the tasks runnable there named. Empty when it reported
+/// none.
+pub fn explain_cpu(cpu: u32, seen: TickSeen) -> Vec<Dependency> {
+    if seen.fail_dependency == 0 {
+        return Vec::new();
+    }
+    let mut deps = explain(cpu, 0, 0, Some(seen));
+    let running = runnable_others(cpu, 0);
+    for d in &mut deps {
+        if d.kind == "posix_timer" && !running.is_empty() {
+            d.detail = format!(
+                "a POSIX CPU timer, setitimer(ITIMER_PROF/ITIMER_VIRTUAL) or RLIMIT_CPU of a task running there: {}",
+                running.join(", ")
+            );
+        }
+    }
+    deps
+}
+
 fn explain(cpu: u32, tid: u32, since_ns: u64, seen: Option<TickSeen>) -> Vec<Dependency> {
     let others = runnable_others(cpu, tid);
     let timers = cpu_timers_of(tid);

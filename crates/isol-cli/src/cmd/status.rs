@@ -63,6 +63,12 @@ fn native_states(pid: Option<u32>) -> Vec<Native> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    if let Some(p) = a.pid {
+        anyhow::ensure!(
+            std::path::Path::new(&format!("/proc/{p}")).exists(),
+            "no such process: {p}"
+        );
+    }
     let native = native_states(a.pid);
     let local = isol_task::registry::list(a.pid);
     let (tasks, isold) = match isol_task::status(a.pid) {

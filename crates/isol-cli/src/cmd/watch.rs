@@ -122,6 +122,52 @@ struct Summary<'a> {
     /// Per watched CPU, the vectors isol counted beside the kernel's own
     /// counts over the same run: nothing lost silently.
     vectors: Vec<isol_capture::capture::VectorCheck>,
+    /// Per watched CPU, whether the tick stopped and, if it kept running,
+    /// why (timer:tick_stop's dependencies); empty where the kernel does
+    /// not tell (no such tracepoint, or a CPU that is not nohz_full).
+    tick: Vec<TickFact>,
+}
+
+#[derive(Serialize)]
+struct TickFact {
+    cpu: u32,
+    /// The tick stopped at least once during the run.
+    stopped: bool,
+    /// Interrupt exits at which it could not stop.
+    failures: u64,
+    /// Why, at the last failure: kind (posix_timer, perf_events, sched,
+    /// clock_unstable, rcu, rcu_exp) and what to do.
+    dependencies: Vec<isol_task::protocol::Dependency>,
+}
+
+/// The tick's story on each watched CPU, from timer:tick_stop.
+fn tick_facts(cap: &Capture, cpus: &CpuSet, t0_ns: u64) -> Vec<TickFact> {
+    cpus.iter()
+        .filter_map(|cpu| {
+            let t = cap.tick_state(cpu)?;
+            let stopped = t.stop_ts_ns >= t0_ns;
+            let failed = t.fail_ts_ns >= t0_ns;
+            if !stopped && !failed {
+                return None;
+            }
+            Some(TickFact {
+                cpu,
+                stopped,
+                failures: t.fails as u64,
+                dependencies: if failed {
+                    isol_task::tick::explain_cpu(
+                        cpu,
+                        isol_task::tick::TickSeen {
+                            fail_ts_ns: t.fail_ts_ns,
+                            fail_dependency: t.fail_dependency,
+                        },
+                    )
+                } else {
+                    Vec::new()
+                },
+            })
+        })
+        .collect()
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -187,6 +233,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         eprintln!("isol: strict mode armed");
     }
     let t0 = Instant::now();
+    let t0_ns = isol_task::tick::monotonic_ns();
     let end = a.duration.map(|d| t0 + Duration::from_secs_f64(d));
     let period = Duration::from_millis(a.interval.clamp(10, 60_000));
     let mut records = 0u64;
@@ -228,6 +275,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     let vectors = cap.vector_check();
+    let tick = tick_facts(&cap, &cpus, t0_ns);
     let s = Summary {
         schema: "isol.watch/1",
         kind: "summary",
@@ -243,14 +291,29 @@ pub fn run(a: Args) -> Result<ExitCode> {
         breaks: cap.breaks(),
         sources: &cap.sources,
         vectors,
+        tick,
     };
     if a.events {
         writeln!(out, "{}", serde_json::to_string(&s)?)?;
     } else if a.json {
         drop(out);
         json(&s)?;
-    } else if !live {
-        write!(out, "{}", table(&cap, t0.elapsed(), records))?;
+    } else {
+        if !live {
+            write!(out, "{}", table(&cap, t0.elapsed(), records))?;
+        }
+        for t in &s.tick {
+            if t.dependencies.is_empty() {
+                writeln!(out, "tick on CPU {}: stopped", t.cpu)?;
+            }
+            for d in &t.dependencies {
+                writeln!(
+                    out,
+                    "tick on CPU {}: kept running ({} failures to stop): {}: {}",
+                    t.cpu, t.failures, d.kind, d.detail
+                )?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
