@@ -6,7 +6,7 @@
 //! progress and keep a partial report if the run is cut short.
 
 use crate::clock::{self, Clock};
-use crate::histogram::Histogram;
+use crate::histogram::{loglin_index, Histogram, LogLinear};
 use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -118,6 +118,8 @@ pub struct Outcome {
     pub sum_ticks: u64,
     /// Loop deltas (ns buckets).
     pub histogram: Histogram,
+    /// Loop deltas, ticks, log-linear: the percentiles' source.
+    pub fine: LogLinear,
     /// (start TSC, ticks), in time order.
     pub gaps: Vec<(u64, u64)>,
     pub lost: u64,
@@ -161,6 +163,7 @@ pub fn run(cfg: &Config, sh: &Shared) -> Result<Outcome> {
     let cal = Clock::calibrate(50);
     sh.hz_bits.store(cal.hz.to_bits(), Ordering::Relaxed);
     let mut hist = vec![0u64; cfg.buckets.max(1)];
+    let mut fine = LogLinear::default();
     let last_bucket = hist.len() - 1;
     let width_ticks = cal.ticks(cfg.bucket_width_ns.max(1)).max(1);
     // bucket = delta / width_ticks, as a multiply and shift.
@@ -201,6 +204,7 @@ pub fn run(cfg: &Config, sh: &Shared) -> Result<Outcome> {
         let d = now.wrapping_sub(prev);
         let b = ((d as u128 * bmult) >> 64) as usize;
         hist[b.min(last_bucket)] += 1;
+        fine.counts[loglin_index(d)] += 1;
         sum = sum.wrapping_add(d);
         loops += 1;
         if d < min {
@@ -296,6 +300,7 @@ pub fn run(cfg: &Config, sh: &Shared) -> Result<Outcome> {
         max_ticks: max,
         sum_ticks: sum,
         histogram,
+        fine,
         gaps,
         lost,
         stopped_by,
