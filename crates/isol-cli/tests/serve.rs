@@ -284,18 +284,7 @@ fn reloads_replace_the_capture_without_leaking_and_an_unservable_config_is_refus
     std::fs::write(&cfg, "cpus = \"1\"\ninterval_ms = 200\n").unwrap();
     let d = Daemon::start(&cfg);
     let pid = d.child.id();
-    let t0 = Instant::now();
-    let programs = loop {
-        let n = programs_of(pid);
-        if n >= 20 {
-            break n;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "isold holds {n} programs"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let programs = settled_programs(pid);
     let mut rss0 = 0;
     // 20 reloads, each changing the watched CPU (a new capture every time).
     for i in 1..=20u32 {

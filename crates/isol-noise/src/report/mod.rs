@@ -248,10 +248,8 @@ pub struct Context<'a> {
     pub cause: &'a dyn Fn(&RawRecord) -> Cause,
 }
 
-/// From the log-linear counts: within 1.6 % (plus the hdr histogram's
-/// 0.1 %) at any magnitude, in ns.
-fn fine_percentiles(h: &hdrhistogram::Histogram<u64>) -> Percentiles {
-    let p = |q| h.value_at_quantile(q);
+/// The quantiles a report gives, from any source of `value_at(q)`.
+fn percentiles_by(p: impl Fn(f64) -> u64) -> Percentiles {
     Percentiles {
         p50: p(0.5),
         p90: p(0.9),
@@ -261,15 +259,14 @@ fn fine_percentiles(h: &hdrhistogram::Histogram<u64>) -> Percentiles {
     }
 }
 
+/// From the log-linear counts: within 1.6 % (plus the hdr histogram's
+/// 0.1 %) at any magnitude, in ns.
+fn fine_percentiles(h: &hdrhistogram::Histogram<u64>) -> Percentiles {
+    percentiles_by(|q| h.value_at_quantile(q))
+}
+
 fn percentiles(h: &Histogram) -> Percentiles {
-    let p = |q| h.percentile(q).unwrap_or(0);
-    Percentiles {
-        p50: p(0.5),
-        p90: p(0.9),
-        p99: p(0.99),
-        p999: p(0.999),
-        p9999: p(0.9999),
-    }
+    percentiles_by(|q| h.percentile(q).unwrap_or(0))
 }
 
 /// Hands out the loop's run-queue wait (from schedstat, per sampling

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# What naming IPI senders costs the housekeeping CPU that sends them
+# (issue "cost and scale"): bench/storm.c's munmap+IPI ops/s on CPU H with
+# its spinner on watched CPU V, under: nothing, `isol watch --cpus V`,
+# bpftrace counting kernel stacks per csd_queue_cpu aimed at V, and
+# trace-cmd recording csd_queue_cpu with stacks. Interleaved rounds; the
+# median ops/s per setup and its ratio to nothing.
+# Usage: bench/sender-cost.sh [V] [H] [ROUNDS] [SECONDS]   (root)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+V=${1:-1}; H=${2:-0}; ROUNDS=${3:-5}; SECS=${4:-3}
+OUT=target/bench; mkdir -p "$OUT"
+cargo build --release -q -p isol-cli
+ISOL=$PWD/target/release/isol
+cc -O2 -pthread -o "$OUT/storm" bench/storm.c
+TC=(trace-cmd)
+if ! trace-cmd record -q -e ipi:ipi_send_cpu -o "$OUT/probe.dat" true >/dev/null 2>&1; then
+  cc -shared -fPIC -O2 -o "$OUT/shim.so" bench/trace-cmd-shim.c -ldl
+  TC=(env LD_PRELOAD="$PWD/$OUT/shim.so" trace-cmd)
+fi
+rm -f "$OUT"/probe.dat*
+
+BG=""
+start() { # setup -> starts it in the background, waits until attached
+  case "$1" in
+    none) BG="" ;;
+    isol)
+      taskset -c "$H" "$ISOL" watch --cpus "$V" -D 3600 --json >/dev/null 2>"$OUT/w.err" &
+      BG=$!
+      until grep -q watching "$OUT/w.err" 2>/dev/null; do sleep 0.1; done ;;
+    bpftrace)
+      taskset -c "$H" bpftrace -e "tracepoint:csd:csd_queue_cpu /args->cpu == $V/ { @[kstack] = count(); }" >/dev/null 2>"$OUT/b.err" &
+      BG=$!
+      sleep 3 ;;
+    trace-cmd)
+      taskset -c "$H" "${TC[@]}" record -q -e csd:csd_queue_cpu -f "cpu == $V" -T -o "$OUT/tc.dat" >/dev/null 2>&1 &
+      BG=$!
+      sleep 3 ;;
+  esac
+}
+stop() { [ -n "$BG" ] && { kill -INT "$BG"; wait "$BG" 2>/dev/null || true; }; BG=""; rm -f "$OUT"/tc.dat*; }
+
+declare -A R
+SETUPS=(none isol bpftrace trace-cmd)
+for r in $(seq "$ROUNDS"); do
+  for s in "${SETUPS[@]}"; do
+    start "$s"
+    R[$s]+="$("$OUT/storm" "$V" "$H" "$SECS") "
+    stop
+  done
+done
+med() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+base=$(echo "${R[none]}" | med)
+echo "| setup | munmap+IPI ops/s (median of $ROUNDS) | vs nothing | rounds |"
+echo "|---|---|---|---|"
+for s in "${SETUPS[@]}"; do
+  m=$(echo "${R[$s]}" | med)
+  printf '| %s | %s | %.2f | %s |\n' "$s" "$m" "$(echo "$m / $base" | bc -l)" "${R[$s]}"
+done
