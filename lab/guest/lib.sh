@@ -35,3 +35,24 @@ expect_file_eq() {
 	[ -e "$1" ] || fail "$1: missing"
 	expect_eq "$1" "$(cat "$1")" "$2"
 }
+
+# wait_for FILE PATTERN: up to 120 s for PATTERN to appear in FILE.
+wait_for() {
+	i=0
+	while ! grep -q "$2" "$1" 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -lt 1200 ] || { cat "$1"; fail "no '$2' in $1"; }
+		sleep 0.1
+	done
+}
+
+# freeze PID: SIGSTOP it and wait (up to 20 s) until every thread has stopped.
+freeze() {
+	kill -STOP "$1"
+	i=0
+	while grep -L '^State:.*stopped' /proc/"$1"/task/*/status 2>/dev/null | grep -q .; do
+		i=$((i + 1))
+		[ $i -lt 2000 ] || fail "pid $1 did not stop"
+		sleep 0.01
+	done
+}

@@ -7,26 +7,7 @@
 #
 # Victims are stopped while isol loads (see watch.sh: a vCPU spinning in
 # user space under single-threaded TCG makes every cross-CPU call of the
-# load wait for its time slice).
-
-wait_for() {
-	i=0
-	while ! grep -q "$2" "$1" 2>/dev/null; do
-		i=$((i + 1))
-		[ $i -lt 1200 ] || { cat "$1"; fail "no '$2' in $1"; }
-		sleep 0.1
-	done
-}
-
-freeze() {
-	kill -STOP "$1"
-	i=0
-	while grep -L '^State:.*stopped' /proc/"$1"/task/*/status 2>/dev/null | grep -q .; do
-		i=$((i + 1))
-		[ $i -lt 2000 ] || fail "pid $1 did not stop"
-		sleep 0.01
-	done
-}
+# load wait for its time slice). wait_for and freeze: lab/guest/lib.sh.
 
 section doctor isol doctor --json
 
