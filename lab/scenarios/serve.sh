@@ -17,7 +17,7 @@ NG=$!
 # Wait for the series (collected every interval) rather than a fixed time.
 i=0
 until wget -q -O /tmp/m1 http://127.0.0.1:9977/metrics 2>/dev/null &&
-	grep -q 'class="ipi".*detail="flush_tlb_func' /tmp/m1; do
+	grep -q '^isol_interruptions_total{cpu="1",class="ipi".*detail="flush_tlb_func' /tmp/m1; do
 	i=$((i + 1))
 	[ $i -lt 600 ] && sleep 0.1 || break
 done

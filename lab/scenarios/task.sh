@@ -18,9 +18,12 @@ done
 # SCHED_FIFO (-f): on 6.12 a SCHED_OTHER task on a nohz_full CPU gets a
 # 1 Hz reschedule IPI from the fair deadline server.
 
-# Persistent: a syscall 6 s into a 12 s loop (prctl renaming the task,
-# so its effect can be waited for); isold's view just after it.
-userloop -c 1 -f 10 -t 12 -S -r >/tmp/persistent.out 2>&1 &
+# Persistent: a syscall 8 s into a 16 s loop (prctl renaming the task,
+# so its effect can be waited for); isold's view just after it. On a
+# starved emulator `isol status` can take seconds: asked again until it
+# shows the task active or the loop ended (deactivation, at the loop's
+# end, first ends the registration in the kernel).
+userloop -c 1 -f 10 -t 16 -S -r >/tmp/persistent.out 2>&1 &
 P=$!
 i=0
 until [ "$(cat /proc/$P/comm 2>/dev/null)" = userloop-sc ]; do
@@ -28,12 +31,27 @@ until [ "$(cat /proc/$P/comm 2>/dev/null)" = userloop-sc ]; do
 	[ $i -lt 600 ] || { cat /tmp/persistent.out; fail "userloop -S made no syscall within 60 s"; }
 	sleep 0.1
 done
-section persistent_status isol status --json
+i=0
+until isol status --json >/tmp/pstatus.json 2>&1 && grep -q '"active": true' /tmp/pstatus.json; do
+	i=$((i + 1))
+	{ [ $i -lt 50 ] && kill -0 $P 2>/dev/null; } || break
+	sleep 0.1
+done
+section persistent_status cat /tmp/pstatus.json
 wait $P
 section persistent cat /tmp/persistent.out
 # Strict, the task's own entries only, so that whatever else interrupts
 # the CPU cannot come first: the syscall half way is the break.
 section strict userloop -c 1 -f 10 -t 1 -s -o -S
+# Strict, interruptions: a thread of the task on CPU 0 unmaps pages, so
+# TLB-flush IPIs reach CPU 1; the break the task reads back is the whole
+# interruption (chain, sender). Something else may come first on a
+# quiet CPU too (rarely): up to three tries for the storm's IPI.
+for t in 1 2 3; do
+	userloop -c 1 -f 10 -t 5 -s -X >/tmp/tlbbreak.out 2>&1
+	grep -q 'last="ipi: flush_tlb_func' /tmp/tlbbreak.out && break
+done
+section tlbbreak cat /tmp/tlbbreak.out
 section computation computation -c 1 -f 10 -n 200000 -r
 section oneshot oneshot -c 1 -f 10 -t 2 -e 3
 section persistent_events oneshot -c 1 -f 10 -t 2 -e 3 -p
@@ -73,3 +91,4 @@ section chisol chisol --json -a -q vmstat_sync --cpu 1 -- sh -c 'i=0; while [ $i
 kill $D
 wait $D
 echo "isold_status=$?"
+section isold_log cat /tmp/isold.log

@@ -49,7 +49,8 @@ fn samples_strict_oneshot_fork_and_tick_dependency_on_nohz_full() {
         .iter()
         .find(|t| t["id"] == tid)
         .unwrap_or_else(|| panic!("task {tid} not registered: {st}"));
-    assert_eq!(me["active"], true, "{st}");
+    let log = out.section("isold_log").map(|s| s.text).unwrap_or_default();
+    assert_eq!(me["active"], true, "{st}\n--- isold ---\n{log}");
     assert_eq!(me["mode"], "persistent", "{st}");
     if let Some(c) = me["last_break"]["cause"].as_str() {
         assert!(!c.starts_with("syscall"), "{st}");
@@ -65,6 +66,39 @@ fn samples_strict_oneshot_fork_and_tick_dependency_on_nohz_full() {
         b.contains("breaks=1 ") && b.contains("last=\"syscall: prctl"),
         "{s}"
     );
+
+    // A TLB flush breaks it: the task learns the whole interruption, the
+    // IPI's chain and its sender (CPU 0, the task's own storm thread, on
+    // the unmap path), from the C API.
+    let s = out.section("tlbbreak").unwrap().text;
+    assert!(s.contains("userloop: strict signal received"), "{s}");
+    let b = field(&s, "userloop: breaks=");
+    assert!(b.contains("last=\"ipi: flush_tlb_func"), "{s}");
+    let chain = field(&s, "userloop: chain:");
+    let links: Vec<&str> = chain["userloop: chain:".len()..]
+        .split('|')
+        .map(str::trim)
+        .collect();
+    let f = links
+        .iter()
+        .position(|l| l.starts_with("ipi: flush_tlb_func"))
+        .unwrap_or_else(|| panic!("no flush in the chain: {s}"));
+    assert!(
+        f > 0 && links[f - 1].starts_with("ipi: call_function"),
+        "{s}"
+    );
+    let storm = field(&s, "storm: tid=")["storm: tid=".len()..].trim();
+    let sender = field(&s, "userloop: sender:");
+    for want in [
+        "cpu=0 ".to_string(),
+        format!("pid={storm} "),
+        "comm=userloop ".into(),
+        "context=task ".into(),
+        "function=flush_tlb_func".into(),
+    ] {
+        assert!(sender.contains(&want), "sender lacks {want:?}: {s}");
+    }
+    assert!(sender.contains("flush_tlb_mm_range"), "{s}");
 
     // The computation ran isolated, then wrote its result.
     let c = out.section("computation").unwrap().text;

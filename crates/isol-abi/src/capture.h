@@ -170,6 +170,13 @@ struct strict_break {
 	__u32 signal;
 	__u32 count; /* breaks so far (this one included) */
 	struct cause cause;
+	/* The whole interruption that broke it, completed as it unfolds (the
+	 * chain grows, the sender of an IPI is known at its function): what
+	 * the task is told, as a record would tell it. */
+	__u32 nchain;
+	__u32 flags; /* REC_* */
+	struct cause chain[MAX_CHAIN];
+	struct sender sender;
 };
 
 /* Per CPU: the tick's last stop and last failure to stop (timer:tick_stop),
@@ -188,7 +195,7 @@ _Static_assert(sizeof(struct record) == 248, "record layout");
 _Static_assert(sizeof(struct agg_key) == 24, "agg_key layout");
 _Static_assert(sizeof(struct agg_val) == 24 + 8 * HIST_BUCKETS, "agg_val layout");
 _Static_assert(sizeof(struct strict_cfg) == 24, "strict_cfg layout");
-_Static_assert(sizeof(struct strict_break) == 48, "strict_break layout");
+_Static_assert(sizeof(struct strict_break) == 232, "strict_break layout");
 _Static_assert(sizeof(struct tick_state) == 24, "tick_state layout");
 
 #endif

@@ -77,17 +77,40 @@ static inline void print_report(void)
 	printf("report: %s\n", buf);
 }
 
-/* "breaks=N last=CAUSE" for the closing line. */
+/* "breaks=N last=CAUSE" for the closing line; then the whole break as
+ * the library gives it: "chain: A | B | ..." and, for an IPI, "sender:
+ * cpu=N pid=P comm=C context=X function=F callsite=S stack=F1<F2<...". */
 static inline void print_breaks(const char *who)
 {
 	struct isol_break b;
 	int r = isol_last_break(&b);
-	if (r < 0)
+	if (r < 0) {
 		printf("%s: breaks=unknown (%s)\n", who, isol_last_error());
-	else if (r == 0)
+		return;
+	}
+	if (r == 0) {
 		printf("%s: breaks=0\n", who);
-	else
-		printf("%s: breaks=%u last=\"%s\" cpu=%u\n", who, b.count, b.cause, b.cpu);
+		return;
+	}
+	printf("%s: breaks=%u last=\"%s\" cpu=%u\n", who, b.count, b.cause, b.cpu);
+
+	struct isol_break_record rec = { .size = sizeof(rec) };
+	if (isol_last_break_record(&rec) != 1) {
+		printf("%s: no break record (%s)\n", who, isol_last_error());
+		return;
+	}
+	printf("%s: chain:", who);
+	for (uint32_t i = 0; i < rec.nchain; i++)
+		printf("%s %s", i ? " |" : "", rec.chain[i]);
+	printf("%s\n", rec.truncated ? " | ..." : "");
+	if (rec.has_sender) {
+		printf("%s: sender: cpu=%u pid=%u comm=%s context=%s function=%s callsite=%s stack=",
+		       who, rec.sender_cpu, rec.sender_pid, rec.sender_comm, rec.sender_context,
+		       rec.sender_function, rec.sender_callsite);
+		for (uint32_t i = 0; i < rec.sender_nframes; i++)
+			printf("%s%s", i ? "<" : "", rec.sender_stack[i]);
+		printf("\n");
+	}
 }
 
 #endif

@@ -13,11 +13,17 @@
  *            [-T MS]     arm a CLOCK_MONOTONIC timer firing in MS ms and
  *                        quiesce timers: activation waits it out, or names
  *                        it if it cannot within the tick timeout
+ *            [-X]        a thread on CPU 0 maps and unmaps a page in a loop
+ *                        once isolation is active: each unmap sends the
+ *                        isolated CPU a TLB-flush IPI (prints its tid as
+ *                        "storm: tid=T")
  */
 #include "common.h"
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <pthread.h>
 
 static volatile sig_atomic_t got_signal;
 
@@ -25,6 +31,36 @@ static void on_break(int sig)
 {
 	(void)sig;
 	got_signal = 1;
+}
+
+static volatile int storm_go, storm_stop;
+static volatile pid_t storm_tid;
+
+/* Housekeeping side: pinned to CPU 0 before isolation starts (it was made
+ * before the main thread moved), so it never runs on the isolated CPU. */
+static void *storm(void *arg)
+{
+	(void)arg;
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	if (sched_setaffinity(0, sizeof(set), &set)) {
+		perror("storm: sched_setaffinity");
+		exit(1);
+	}
+	storm_tid = (pid_t)syscall(SYS_gettid);
+	while (!storm_go && !storm_stop) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	while (!storm_stop && !got_signal) {
+		char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			break;
+		p[0] = 1;
+		munmap(p, 4096);
+	}
+	return NULL;
 }
 
 static uint64_t spin(double seconds, int syscall_half_way)
@@ -46,9 +82,10 @@ static uint64_t spin(double seconds, int syscall_half_way)
 int main(int argc, char **argv)
 {
 	struct sample_opts o = { .cpu = -1, .seconds = 2 };
-	int sys = 0, strict = 0, own = 0, ptimer = 0, forks = 0, c;
+	int sys = 0, strict = 0, own = 0, ptimer = 0, forks = 0, tlb = 0, c;
+	pthread_t storm_thread;
 	long timer_ms = -1;
-	while ((c = getopt(argc, argv, "c:f:t:rSsoPFT:")) != -1) {
+	while ((c = getopt(argc, argv, "c:f:t:rSsoPFT:X")) != -1) {
 		switch (c) {
 		case 'c': o.cpu = atoi(optarg); break;
 		case 'f': o.fifo = atoi(optarg); break;
@@ -60,8 +97,13 @@ int main(int argc, char **argv)
 		case 'P': ptimer = 1; break;
 		case 'F': forks = 1; break;
 		case 'T': timer_ms = atol(optarg); break;
+		case 'X': tlb = 1; break;
 		default: return 2;
 		}
+	}
+	if (tlb && pthread_create(&storm_thread, NULL, storm, NULL)) {
+		perror("pthread_create");
+		return 1;
 	}
 	sample_setup(&o);
 	if (ptimer) {
@@ -129,7 +171,13 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
+	storm_go = 1;
 	uint64_t n = spin(o.seconds, sys);
+	if (tlb) {
+		storm_stop = 1;
+		pthread_join(storm_thread, NULL);
+		printf("storm: tid=%d\n", (int)storm_tid);
+	}
 	/* Everything below makes syscalls: report after the loop. */
 	if (o.report)
 		print_report();

@@ -92,6 +92,70 @@ pub struct isol_break {
     pub cause: [c_char; 64],
 }
 
+/// Layout version of `struct isol_break_record` (fields are only ever
+/// appended; `size` says how much of them the caller's header has).
+pub const ISOL_BREAK_RECORD_VERSION: u32 = 1;
+/// Handlers kept of a break's chain.
+pub const ISOL_BREAK_CHAIN: usize = 8;
+/// Frames kept of the sender's kernel stack.
+pub const ISOL_BREAK_FRAMES: usize = 8;
+/// Length of each name (NUL included; longer names are cut).
+pub const ISOL_NAME_LEN: usize = 64;
+
+/// The whole interruption that broke isolation, as `isol watch` tells
+/// it: every handler, and for an IPI who sent it and from where.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct isol_break_record {
+    /// Set by the caller to `sizeof(struct isol_break_record)`: a program
+    /// built against an older header gets the fields its header has.
+    pub size: u32,
+    /// Filled: ISOL_BREAK_RECORD_VERSION of the library.
+    pub version: u32,
+    pub tid: u32,
+    pub cpu: u32,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// Breaks so far of this task.
+    pub count: u32,
+    /// Signal sent, or 0 when the break was only counted.
+    pub signal: u32,
+    /// The primary cause, e.g. "ipi: flush_tlb_func".
+    pub cause: [c_char; ISOL_NAME_LEN],
+    /// Handlers in `chain`, outermost first.
+    pub nchain: u32,
+    /// 1 if there were more than ISOL_BREAK_CHAIN.
+    pub truncated: u32,
+    /// e.g. "ipi: call_function_single", then "ipi: flush_tlb_func".
+    pub chain: [[c_char; ISOL_NAME_LEN]; ISOL_BREAK_CHAIN],
+    /// 1 if the sender fields below are filled (an IPI whose sender the
+    /// capture saw).
+    pub has_sender: u32,
+    pub sender_cpu: u32,
+    /// The sending task (with context "task"), else whatever ran there.
+    pub sender_pid: u32,
+    /// Frames in `sender_stack`.
+    pub sender_nframes: u32,
+    pub sender_comm: [c_char; 16],
+    /// "task", "softirq", "hardirq" or "nmi".
+    pub sender_context: [c_char; 16],
+    /// What the IPI ran, e.g. "flush_tlb_func".
+    pub sender_function: [c_char; ISOL_NAME_LEN],
+    /// Where the sender queued it.
+    pub sender_callsite: [c_char; ISOL_NAME_LEN],
+    /// The top of the sender's kernel stack, innermost first.
+    pub sender_stack: [[c_char; ISOL_NAME_LEN]; ISOL_BREAK_FRAMES],
+}
+
+/// A NUL-terminated copy of `s` cut to the array.
+fn c_name<const N: usize>(s: &str) -> [c_char; N] {
+    let mut out = [0 as c_char; N];
+    for (d, b) in out.iter_mut().zip(s.bytes().take(N - 1)) {
+        *d = b as c_char;
+    }
+    out
+}
+
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
     static LAST_REPORT: RefCell<String> = const { RefCell::new(String::new()) };
@@ -338,10 +402,7 @@ pub unsafe extern "C" fn isol_last_break(b: *mut isol_break) -> c_int {
         Ok(None) => 0,
         Ok(Some(x)) => {
             if !b.is_null() {
-                let mut cause = [0 as c_char; 64];
-                for (d, s) in cause.iter_mut().zip(x.cause.bytes().take(63)) {
-                    *d = s as c_char;
-                }
+                let cause = c_name(&x.cause);
                 *b = isol_break {
                     tid: x.tid,
                     cpu: x.cpu,
@@ -354,6 +415,71 @@ pub unsafe extern "C" fn isol_last_break(b: *mut isol_break) -> c_int {
             1
         }
     }
+}
+
+/// The last break of this thread or process with its whole cause: 1 and
+/// `*r` filled (as much of it as `r->size` covers), 0 if none, <0 on
+/// error (-EINVAL: `r` is NULL or `r->size` too small for the fields up
+/// to `cause`).
+#[no_mangle]
+pub unsafe extern "C" fn isol_last_break_record(r: *mut isol_break_record) -> c_int {
+    let min = std::mem::offset_of!(isol_break_record, nchain);
+    if r.is_null() || ((*r).size as usize) < min {
+        return fail(isol_task::Error::Invalid(format!(
+            "isol_last_break_record: set size to sizeof(struct isol_break_record) (at least {min})"
+        )));
+    }
+    let x = match isol_task::last_break() {
+        Err(e) => return fail(e),
+        Ok(None) => return 0,
+        Ok(Some(x)) => x,
+    };
+    let mut full = isol_break_record {
+        size: (*r).size,
+        version: ISOL_BREAK_RECORD_VERSION,
+        tid: x.tid,
+        cpu: x.cpu,
+        ts_ns: x.ts_ns,
+        count: x.count,
+        signal: x.signal,
+        cause: c_name(&x.cause),
+        nchain: x.chain.len().min(ISOL_BREAK_CHAIN) as u32,
+        truncated: (x.truncated || x.chain.len() > ISOL_BREAK_CHAIN) as u32,
+        chain: [[0; ISOL_NAME_LEN]; ISOL_BREAK_CHAIN],
+        has_sender: 0,
+        sender_cpu: 0,
+        sender_pid: 0,
+        sender_nframes: 0,
+        sender_comm: [0; 16],
+        sender_context: [0; 16],
+        sender_function: [0; ISOL_NAME_LEN],
+        sender_callsite: [0; ISOL_NAME_LEN],
+        sender_stack: [[0; ISOL_NAME_LEN]; ISOL_BREAK_FRAMES],
+    };
+    for (d, c) in full.chain.iter_mut().zip(&x.chain) {
+        *d = c_name(c);
+    }
+    if let Some(s) = &x.sender {
+        full.has_sender = 1;
+        full.sender_cpu = s.cpu;
+        full.sender_pid = s.pid;
+        full.sender_comm = c_name(&s.comm);
+        full.sender_context = c_name(&s.context);
+        full.sender_function = c_name(&s.function);
+        full.sender_callsite = c_name(&s.callsite);
+        full.sender_nframes = s.stack.len().min(ISOL_BREAK_FRAMES) as u32;
+        for (d, f) in full.sender_stack.iter_mut().zip(&s.stack) {
+            *d = c_name(f);
+        }
+    }
+    // Only the prefix the caller's struct has.
+    let n = ((*r).size as usize).min(std::mem::size_of::<isol_break_record>());
+    std::ptr::copy_nonoverlapping(
+        &full as *const isol_break_record as *const u8,
+        r as *mut u8,
+        n,
+    );
+    1
 }
 
 /// The last activation report of this thread as JSON (steps, tick,

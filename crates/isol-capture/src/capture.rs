@@ -904,6 +904,9 @@ impl Capture {
                 progress: b.progress,
                 count: b.count,
                 cause: self.resolver.cause(&b.cause),
+                chain: self.resolver.chain(&b.chain, b.nchain),
+                truncated: b.flags & record::REC_TRUNCATED != 0,
+                sender: self.resolver.sender(&b.sender, |id| self.stack(id)),
             });
         }
         out

@@ -186,13 +186,13 @@ impl Resolver {
         out
     }
 
-    pub fn record(&self, r: &RawRecord, stack: impl Fn(i32) -> Vec<u64>) -> Record {
-        let n = (r.nchain as usize).min(MAX_CHAIN);
-        let sender = (r.sender.valid != 0).then(|| {
-            let stack: Vec<String> = if r.sender.stack_id >= 0 {
+    /// The sender of an IPI (None when the capture did not see it).
+    pub fn sender(&self, s: &RawSender, stack: impl Fn(i32) -> Vec<u64>) -> Option<Sender> {
+        (s.valid != 0).then(|| {
+            let stack: Vec<String> = if s.stack_id >= 0 {
                 // The innermost frames are isol's own program and the
                 // tracepoint trampoline: not the sender's.
-                stack(r.sender.stack_id)
+                stack(s.stack_id)
                     .into_iter()
                     .map(|a| self.ksyms.name(a))
                     .skip_while(|f| {
@@ -205,8 +205,8 @@ impl Resolver {
                 Vec::new()
             };
             Sender {
-                cpu: r.sender.cpu,
-                context: match r.sender.context {
+                cpu: s.cpu,
+                context: match s.context {
                     1 => "task",
                     2 => "softirq",
                     3 => "hardirq",
@@ -214,19 +214,31 @@ impl Resolver {
                     // A kernel without a known preempt count: the stack says.
                     _ => sender_context(&stack),
                 },
-                pid: r.sender.pid,
-                comm: comm(&r.sender.comm),
+                pid: s.pid,
+                comm: comm(&s.comm),
                 // A function hook (fentry) has no callsite argument: the
                 // stack's first frame is the hooked function, then its caller.
-                callsite: if r.sender.callsite != 0 {
-                    self.ksyms.name(r.sender.callsite)
+                callsite: if s.callsite != 0 {
+                    self.ksyms.name(s.callsite)
                 } else {
                     stack.get(1).cloned().unwrap_or_default()
                 },
-                function: self.ksyms.name(r.sender.func),
+                function: self.ksyms.name(s.func),
                 stack,
             }
-        });
+        })
+    }
+
+    /// The first `n` causes of a chain, named.
+    pub fn chain(&self, chain: &[RawCause], n: u32) -> Vec<Cause> {
+        chain[..(n as usize).min(chain.len())]
+            .iter()
+            .map(|c| self.cause(c))
+            .collect()
+    }
+
+    pub fn record(&self, r: &RawRecord, stack: impl Fn(i32) -> Vec<u64>) -> Record {
+        let sender = self.sender(&r.sender, stack);
         Record {
             cpu: r.cpu,
             tid: r.tid,
@@ -240,7 +252,7 @@ impl Resolver {
             no_duration: r.flags & REC_NO_DURATION != 0,
             truncated: r.flags & REC_TRUNCATED != 0,
             cause: self.cause(&r.primary),
-            chain: r.chain[..n].iter().map(|c| self.cause(c)).collect(),
+            chain: self.chain(&r.chain, r.nchain),
             sender,
         }
     }

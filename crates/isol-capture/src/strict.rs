@@ -5,7 +5,7 @@
 //! entries count is configurable.
 
 use crate::cause::Class;
-use crate::record::Cause;
+use crate::record::{Cause, Sender};
 use serde::Serialize;
 
 #[derive(Debug, Clone)]
@@ -64,7 +64,14 @@ pub struct StrictBreak {
     pub progress: u64,
     /// Breaks of this task so far (a counting registration goes on).
     pub count: u32,
+    /// The primary cause, as a record's (e.g. the function an IPI ran).
     pub cause: Cause,
+    /// Every handler of the interruption, outermost first.
+    pub chain: Vec<Cause>,
+    /// More nested causes than the chain holds.
+    pub truncated: bool,
+    /// Who sent the IPI, where the capture saw it.
+    pub sender: Option<Sender>,
 }
 
 /// The tick on one CPU as timer:tick_stop saw it (CLOCK_MONOTONIC ns).

@@ -57,6 +57,8 @@ fn served_role() -> bool {
         activate_inherited_role();
     } else if role == "strict_leaves" {
         strict_leaves_role();
+    } else if role == "tlb_break" {
+        tlb_break_role();
     } else {
         panic!("unknown role {role}");
     }
@@ -1516,4 +1518,166 @@ fn a_dead_processs_registration_does_not_pass_to_the_next_with_its_pid() {
             d.status(false)
         );
     }
+}
+
+// ------------------------------------------- the whole break, to the task
+
+static BROKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static STORM_TID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn on_break(_: libc::c_int) {
+    BROKEN.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Strict isolation on CPU 1 (SIGUSR1, caught) while a thread of this
+/// process on CPU 0 maps, touches and unmaps a page: each unmap sends
+/// CPU 1 a TLB-flush IPI. The first break is printed as the API gives it.
+fn tlb_break_role() {
+    use std::sync::atomic::Ordering::SeqCst;
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { libc::signal(libc::SIGUSR1, on_break as *const () as libc::sighandler_t) };
+    let storm = std::thread::spawn(|| {
+        stay_on_housekeeping();
+        STORM_TID.store(isol_task::gettid(), SeqCst);
+        let t0 = Instant::now();
+        while !BROKEN.load(SeqCst) && t0.elapsed() < Duration::from_secs(20) {
+            // SAFETY: a private anonymous page, touched then unmapped.
+            unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                assert_ne!(p, libc::MAP_FAILED);
+                std::ptr::write_volatile(p as *mut u8, 1);
+                libc::munmap(p, 4096);
+            }
+        }
+    });
+    let mut set = nix::sched::CpuSet::new();
+    set.set(1).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+    isol_task::configure(isol_task::Config {
+        allow_unisolated: true,
+        lock_memory: true,
+        quiesce: isol_task::Quiesce::empty(),
+        tick_timeout_ms: 50,
+        strict: Some(isol_task::Strict {
+            signal: libc::SIGUSR1,
+            syscalls: false,
+            own_only: false,
+        }),
+        ..Default::default()
+    })
+    .unwrap();
+    let r = isol_task::activate().unwrap();
+    assert!(r.registered, "{r:?}");
+    let t0 = Instant::now();
+    while !BROKEN.load(SeqCst) && t0.elapsed() < Duration::from_secs(15) {
+        std::hint::spin_loop();
+    }
+    assert!(BROKEN.load(SeqCst), "no break signal within 15 s");
+    storm.join().unwrap();
+    let b = isol_task::last_break()
+        .unwrap()
+        .expect("signalled, yet no break recorded");
+    say(&format!(
+        "break: {} storm={} tid={}\n",
+        serde_json::to_string(&b).unwrap(),
+        STORM_TID.load(SeqCst),
+        r.tid
+    ));
+}
+
+const TLB_BREAK_TEST: &str = "a_tlb_flush_break_tells_the_task_its_chain_and_sender";
+
+/// The break the API returns is the whole interruption: its chain (the
+/// call-function IPI, then flush_tlb_func) and the sender (CPU 0, this
+/// process's storm thread, from the unmap path). CPU 1 is not isolated
+/// here: the tick or a kernel thread may break the task first, and the
+/// IPIs that arrive while that episode lasts join its chain. Each round's
+/// break must be a whole one (a chain led by the cause); in some round the
+/// chain must hold the storm's flush_tlb_func with the storm as sender.
+/// (In the lab, with CPU 1 isolated, the IPI is the break itself.)
+#[test]
+fn a_tlb_flush_break_tells_the_task_its_chain_and_sender() {
+    if served_role() {
+        return;
+    }
+    let _s = serial();
+    let d = Isold::start("");
+    let mut seen = Vec::new();
+    for round in 0..10 {
+        let o = helper(TLB_BREAK_TEST, "tlb_break")
+            .env("ISOL_SOCKET", &d.socket)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "round {round}: {}\n{}",
+            text(&o),
+            d.log()
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        let line = out
+            .lines()
+            .find_map(|l| l.split_once("break: ").map(|(_, b)| b))
+            .unwrap_or_else(|| panic!("no break line: {}", text(&o)));
+        let (rest, tid) = line.rsplit_once(" tid=").unwrap();
+        let (json, storm) = rest.rsplit_once(" storm=").unwrap();
+        let b: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(b["tid"].as_u64().unwrap().to_string(), tid, "{b}");
+        assert_eq!(b["cpu"], 1, "{b}");
+        assert_eq!(b["signal"], libc::SIGUSR1, "{b}");
+        let chain: Vec<&str> = b["chain"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no chain: {b}"))
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        // The primary cause is the chain's head, refined (an IPI's head
+        // is its vector, the cause the function it ran).
+        let cause = b["cause"].as_str().unwrap();
+        let class = |c: &str| c.split(':').next().unwrap().to_string();
+        assert!(!chain.is_empty() && class(chain[0]) == class(cause), "{b}");
+        let tlb = chain
+            .iter()
+            .position(|c| *c == "ipi: flush_tlb_func" || *c == "ipi: flush_tlb_func_remote");
+        let s = &b["sender"];
+        if let (Some(i), true) = (
+            tlb,
+            s["pid"].as_u64().map(|p| p.to_string()) == Some(storm.into()),
+        ) {
+            assert!(
+                i > 0 && chain[i - 1].starts_with("ipi: call_function"),
+                "the flush is not inside its IPI: {b}"
+            );
+            assert_eq!(s["cpu"], 0, "{b}");
+            assert_eq!(s["context"], "task", "{b}");
+            assert!(
+                s["function"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("flush_tlb_func"),
+                "{b}"
+            );
+            assert!(!s["callsite"].as_str().unwrap().is_empty(), "{b}");
+            let stack: Vec<&str> = s["stack"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap())
+                .collect();
+            assert!(
+                stack.iter().any(|f| f.starts_with("flush_tlb_mm_range")),
+                "the sender's stack is not the unmap's flush: {b}"
+            );
+            return;
+        }
+        seen.push(b);
+    }
+    panic!("no break held the storm's TLB flush with its sender; breaks: {seen:?}");
 }

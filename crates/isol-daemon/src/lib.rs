@@ -64,6 +64,31 @@ fn policy(cfg: &Config, cpus: &CpuSet) -> Result<Policy> {
     })
 }
 
+/// Registrations begin and end in isold's log (the journal an operator
+/// reads when a task says it lost its isolation).
+fn log_request(uid: u32, req: &isol_task::protocol::Request, resp: &isol_task::protocol::Response) {
+    use isol_task::protocol::{Request, Response};
+    let what =
+        |id: u32, process: bool| format!("{} {id}", if process { "process" } else { "task" });
+    match (req, resp) {
+        (Request::Register(r), Response::Registered { cpu }) => eprintln!(
+            "isold: {} registered by uid {uid} on CPU {cpu} ({:?}, signal {}, breaks on {})",
+            what(r.id, r.process),
+            r.mode,
+            r.signal,
+            r.classes.join(",")
+        ),
+        (Request::Unregister { id, process }, Response::Done) => {
+            eprintln!("isold: {} unregistered by uid {uid}", what(*id, *process))
+        }
+        (Request::Register(r), Response::Error { message }) => eprintln!(
+            "isold: {} not registered for uid {uid}: {message}",
+            what(r.id, r.process)
+        ),
+        _ => {}
+    }
+}
+
 pub fn serve(opts: ServeOptions) -> Result<()> {
     // Signals first: a SIGHUP or SIGTERM while the capture loads (seconds
     // on a busy machine) must not kill isold by default action.
@@ -85,7 +110,11 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         cfg.threshold_us.saturating_mul(1000),
         (cfg.retention_s > 0).then(|| Duration::from_secs(cfg.retention_s)),
     );
-    let registry = Arc::new(registry);
+    // A scrape reads the registry only between two collections: a
+    // collection updates several families (count, seconds, threshold) of
+    // the same causes, and a scrape between two of them would show a
+    // series in one family and not yet in the next.
+    let registry = Arc::new(RwLock::new(registry));
     let server = tiny_http::Server::http(cfg.listen)
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", cfg.listen))?;
     let listen = cfg.listen;
@@ -97,7 +126,8 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
                 for req in server.incoming_requests() {
                     let resp = if req.url() == "/metrics" {
                         let mut body = String::new();
-                        let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
+                        let r = registry.read().unwrap_or_else(|e| e.into_inner());
+                        let _ = prometheus_client::encoding::text::encode(&mut body, &r);
                         tiny_http::Response::from_string(body).with_header(
                         "Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8"
                             .parse::<tiny_http::Header>()
@@ -144,7 +174,9 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         while let Some(left) = tick_end.checked_duration_since(Instant::now()) {
             match api_rx.recv_timeout(left) {
                 Ok(socket::Msg::Request { uid, req, reply }) => {
-                    let _ = reply.send(svc.handle(&cap, &pol.read().unwrap(), uid, &req));
+                    let resp = svc.handle(&cap, &pol.read().unwrap(), uid, &req);
+                    log_request(uid, &req, &resp);
+                    let _ = reply.send(resp);
                 }
                 Ok(socket::Msg::TickSeen { cpu, reply }) => {
                     let _ = reply.send(isol_task::service::tick_seen(&cap, cpu));
@@ -155,6 +187,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         // Drain often so the ring never fills; fold at the interval.
         recs.extend(cap.drain());
         if last_update.elapsed() >= Duration::from_millis(cfg.interval_ms) {
+            let _collecting = registry.write().unwrap_or_else(|e| e.into_inner());
             m.update_aggregates(&cap.aggregates());
             m.update_worst(&recs);
             m.update_drops(cap.drops());
@@ -165,6 +198,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         }
         if last_drift.is_none_or(|t| t.elapsed() >= DRIFT_EVERY) {
             let r = drift.check(&Root::default(), &cpus);
+            let _collecting = registry.write().unwrap_or_else(|e| e.into_inner());
             let kind = |k: &str| metrics::DriftKind { kind: k.into() };
             m.drift_current
                 .get_or_create(&kind("irq"))
@@ -212,6 +246,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
                     eprintln!("isold: reload refused, keeping the old config: {e:#}");
                 }
                 Ok((new, new_cpus, hk, new_policy, new_cap)) => {
+                    let _collecting = registry.write().unwrap_or_else(|e| e.into_inner());
                     if let Some(c) = new_cap {
                         // Dropping the old capture detaches its programs.
                         cap = c;

@@ -23,6 +23,8 @@ pub enum Error {
     NoWatcher(String),
     #[error("isold refused: {0}")]
     Refused(String),
+    #[error("invalid argument: {0}")]
+    Invalid(String),
     #[error("{0}")]
     Other(String),
 }
@@ -44,6 +46,7 @@ impl Error {
             Error::Tick(_) => -libc::EBUSY,
             Error::NoWatcher(_) => -libc::ENOTCONN,
             Error::Refused(_) => -libc::EPERM,
+            Error::Invalid(_) => -libc::EINVAL,
             Error::Other(_) => -libc::EIO,
         }
     }

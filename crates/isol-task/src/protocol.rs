@@ -169,7 +169,37 @@ pub struct BreakInfo {
     pub signal: u32,
     /// e.g. `ipi: flush_tlb_func`
     pub cause: String,
+    /// Every handler of the interruption, outermost first, e.g.
+    /// `ipi: call_function_single`, `ipi: flush_tlb_func`.
+    #[serde(default)]
+    pub chain: Vec<String>,
+    /// More nested handlers than the chain holds.
+    #[serde(default)]
+    pub truncated: bool,
+    /// Who sent the IPI, where the capture saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<BreakSender>,
 }
+
+/// The sender of the IPI that broke a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakSender {
+    pub cpu: u32,
+    /// `task` (then pid and comm are the culprit), `softirq`, `hardirq`
+    /// or `nmi` (then they name whatever task ran on the sending CPU).
+    pub context: String,
+    pub pid: u32,
+    pub comm: String,
+    /// What the IPI ran (e.g. `flush_tlb_func`).
+    pub function: String,
+    /// Where the sender queued it.
+    pub callsite: String,
+    /// The top of the sender's kernel stack, innermost first.
+    pub stack: Vec<String>,
+}
+
+/// Frames of the sender's stack kept in a break (the C API's fixed array).
+pub const BREAK_STACK_FRAMES: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskStatus {

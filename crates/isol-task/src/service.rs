@@ -3,7 +3,7 @@
 //! privileged program runs it on an in-process thread.
 
 use crate::policy::{task_facts, Policy};
-use crate::protocol::{BreakInfo, Registration, Request, Response, TaskStatus};
+use crate::protocol::{BreakInfo, BreakSender, Registration, Request, Response, TaskStatus};
 use crate::tick::TickSeen;
 use isol_capture::{Capture, Class, StrictConfig};
 use std::collections::BTreeMap;
@@ -204,6 +204,22 @@ impl Service {
                 count: b.count,
                 signal: b.signal,
                 cause: describe(&b.cause),
+                chain: b.chain.iter().map(describe).collect(),
+                truncated: b.truncated,
+                sender: b.sender.as_ref().map(|s| BreakSender {
+                    cpu: s.cpu,
+                    context: s.context.into(),
+                    pid: s.pid,
+                    comm: s.comm.clone(),
+                    function: s.function.clone(),
+                    callsite: s.callsite.clone(),
+                    stack: s
+                        .stack
+                        .iter()
+                        .take(crate::protocol::BREAK_STACK_FRAMES)
+                        .cloned()
+                        .collect(),
+                }),
             });
             out.push(TaskStatus {
                 id,

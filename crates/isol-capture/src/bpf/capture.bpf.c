@@ -45,6 +45,9 @@ struct cpu_state {
 	__u8 isol_irq_work; /* our own signal's irq_work is pending */
 	__u8 pad;
 	__u32 sched_prev; /* pid switched away from */
+	__u32 break_tid;  /* the task this episode broke (not always `tid`:
+			   * a preemption episode belongs to the task
+			   * switched away from) */
 	__u64 sched_task; /* its task_struct (to see it migrate away) */
 	char comm[TASK_COMM];
 	struct cause chain[MAX_CHAIN];
@@ -142,6 +145,15 @@ struct {
 	__type(key, __u32);
 	__type(value, struct strict_break);
 } breaks SEC(".maps");
+
+/* A break is built here, not on the stack: it holds a whole record and
+ * the entry programs' frames leave no room for it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct strict_break);
+} break_scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -307,29 +319,40 @@ static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 
 	if (!(cfg->classes & (1u << class)))
 		return;
 
-	struct strict_break b = {}, *prev;
+	struct strict_break *b, *prev;
+	__u32 zero = 0;
+
+	b = bpf_map_lookup_elem(&break_scratch, &zero);
+	if (!b)
+		return;
 	prev = bpf_map_lookup_elem(&breaks, &tid);
 	/* A strict process registration: this thread already had its signal. */
 	if (prev && prev->signal && cfg->signal && key != tid)
 		return;
-	b.count = prev ? prev->count + 1 : 1;
-	b.ts_ns = bpf_ktime_get_ns();
-	b.cpu = bpf_get_smp_processor_id();
-	b.tid = tid;
-	b.signal = cfg->signal;
-	b.cause.class = class;
-	b.cause.kind = kind;
-	b.cause.arg = arg;
-	b.cause.addr = addr;
+	__builtin_memset(b, 0, sizeof(*b));
+	b->count = prev ? prev->count + 1 : 1;
+	b->ts_ns = bpf_ktime_get_ns();
+	b->cpu = bpf_get_smp_processor_id();
+	b->tid = tid;
+	b->signal = cfg->signal;
+	b->cause.class = class;
+	b->cause.kind = kind;
+	b->cause.arg = arg;
+	b->cause.addr = addr;
+	/* The chain so far is this one entry; the episode completes it. */
+	b->nchain = 1;
+	b->chain[0] = b->cause;
 	if (cfg->progress_addr)
-		bpf_probe_read_user(&b.progress, sizeof(b.progress),
+		bpf_probe_read_user(&b->progress, sizeof(b->progress),
 				    (void *)cfg->progress_addr);
-	bpf_map_update_elem(&breaks, &tid, &b, BPF_ANY);
-	if (st)
+	bpf_map_update_elem(&breaks, &tid, b, BPF_ANY);
+	if (st) {
 		st->flags |= REC_STRICT_BREAK;
-	if (!b.signal)
+		st->break_tid = tid;
+	}
+	if (!b->signal)
 		return; /* persistent or one-shot: counted, still registered */
-	bpf_send_signal_thread(b.signal);
+	bpf_send_signal_thread(b->signal);
 	/* One break per activation: the task must re-register. Per-thread
 	 * registrations are removed; a process registration stays for its
 	 * other threads but this thread is recorded as broken. */
@@ -423,17 +446,21 @@ static __always_inline void aggregate(__u32 cpu, struct cause *p, __u64 dur)
 	v->hist[log2_bucket(dur)]++;
 }
 
-/* The break was noted at the first handler; once the chain is complete
- * it names the cause fully (e.g. the function the IPI ran). */
+/* The break was noted at the first handler; as the chain completes it
+ * names the cause fully (e.g. the function the IPI ran, and its sender). */
 static __always_inline void refine_break(struct cpu_state *st)
 {
 	struct strict_break *b;
 	struct cause p;
 
-	b = bpf_map_lookup_elem(&breaks, &st->tid);
+	b = bpf_map_lookup_elem(&breaks, &st->break_tid);
 	if (b && b->ts_ns >= st->start) {
 		primary_of(st, &p);
 		b->cause = p;
+		b->nchain = st->nchain;
+		b->flags = st->flags;
+		__builtin_memcpy(b->chain, st->chain, sizeof(b->chain));
+		__builtin_memcpy(&b->sender, &st->sender, sizeof(b->sender));
 	}
 }
 
@@ -1098,13 +1125,15 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 			close_episode(st, now);
 		return 0;
 	}
-	strict_check(st, CLASS_SCHED, KIND_PREEMPT, next_pid, 0);
 	if (!st->start)
 		open_episode(st, now);
 	st->sched = 1;
 	st->sched_prev = prev_pid;
 	st->sched_task = (__u64)prev;
 	add_cause(st, CLASS_SCHED, KIND_PREEMPT, next_pid, 0);
+	/* After the episode opened: the break is its own (the flag survives,
+	 * the chain is completed into the break record). */
+	strict_check(st, CLASS_SCHED, KIND_PREEMPT, next_pid, 0);
 	return 0;
 }
 
