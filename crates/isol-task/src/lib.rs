@@ -33,6 +33,9 @@ mod thread;
 pub mod tick;
 pub mod watcher;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use config::{Config, Inherit, Mode, Quiesce, Strict};
 pub use error::{Error, Result};
 pub use protocol::{BreakInfo, TaskStatus, TickReport};
