@@ -100,6 +100,38 @@ fn samples_strict_oneshot_fork_and_tick_dependency_on_nohz_full() {
     }
     assert!(sender.contains("flush_tlb_mm_range"), "{s}");
 
+    // The status page, read by the loop with plain loads: the breaks came
+    // in while it ran, the last one an IPI whose sender is the storm.
+    let s = out.section("pagewatch").unwrap().text;
+    let page = field(&s, "page: state=");
+    let num = |k: &str| -> u64 {
+        page.split(&format!("{k}="))
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(page.contains("state=active"), "{s}");
+    assert!(num("breaks") >= 1 && num("changes_seen") >= 1, "{s}");
+    assert!(page.contains("cpu=1 "), "{s}");
+    let storm = field(&s, "storm: tid=")["storm: tid=".len()..].trim();
+    if page.contains("ipi: csd_function") {
+        let sender = field(&s, "page: sender");
+        assert!(
+            sender.contains(&format!("cpu=0 pid={storm} comm=userloop")),
+            "{s}"
+        );
+    }
+    // The library's own count (through isold) agrees with the page.
+    let b = field(&s, "userloop: breaks=");
+    assert!(
+        b.starts_with(&format!("userloop: breaks={} ", num("breaks"))),
+        "{s}"
+    );
+
     // The computation ran isolated, then wrote its result.
     let c = out.section("computation").unwrap().text;
     assert_eq!(report(&c)["tick"]["stopped"], true, "{c}");

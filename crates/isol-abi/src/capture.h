@@ -158,7 +158,7 @@ struct strict_cfg {
 	__u32 signal;
 	__u32 flags;
 	__u32 classes; /* bit per enum isol_class that breaks isolation */
-	__u32 pad;
+	__u32 page;    /* status page: its slot in `pages` plus one, 0 if none */
 	__u64 progress_addr; /* user address of a u64 read at break time, or 0 */
 };
 
@@ -179,6 +179,34 @@ struct strict_break {
 	struct sender sender;
 };
 
+/* A registered thread's status page: an mmapable BPF array of one
+ * element, which the task maps read-only and reads with plain loads (no
+ * system call, no signal). The capture writes it at the task's kernel
+ * entries; `seq` is odd while it does (read again until even and equal). */
+#define MAX_PAGES 1024
+enum isol_page_state {
+	PAGE_NONE = 0,
+	PAGE_PENDING = 1, /* registered; the task's own entries not armed yet */
+	PAGE_ACTIVE = 2,
+	PAGE_BROKEN = 3,  /* a strict break: signalled, registration ended */
+	PAGE_ENDED = 4,   /* left isolation (the explicit exit) */
+};
+struct isol_page {
+	__u32 seq;
+	__u32 state; /* enum isol_page_state */
+	__u32 tid;
+	__u32 breaks;        /* counted so far */
+	__u64 last_entry_ns; /* the task's last kernel entry seen (CLOCK_MONOTONIC) */
+	__u64 break_ns;      /* the last break */
+	__u32 break_cpu;
+	__u32 nchain;
+	__u32 flags; /* REC_* of the breaking interruption */
+	__u32 pad;
+	struct cause cause; /* the last break's primary cause */
+	struct cause chain[MAX_CHAIN];
+	struct sender sender; /* valid: the IPI's sender was seen */
+};
+
 /* Per CPU: the tick's last stop and last failure to stop (timer:tick_stop),
  * for the task isolation API's wait for a stopped tick. */
 struct tick_state {
@@ -197,5 +225,6 @@ _Static_assert(sizeof(struct agg_val) == 24 + 8 * HIST_BUCKETS, "agg_val layout"
 _Static_assert(sizeof(struct strict_cfg) == 24, "strict_cfg layout");
 _Static_assert(sizeof(struct strict_break) == 232, "strict_break layout");
 _Static_assert(sizeof(struct tick_state) == 24, "tick_state layout");
+_Static_assert(sizeof(struct isol_page) == 240, "isol_page layout");
 
 #endif

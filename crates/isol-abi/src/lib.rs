@@ -100,6 +100,17 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// A registered thread's state on its status page (enum isol_page_state).
+    PageState {
+        None = PAGE_NONE => "none",
+        Pending = PAGE_PENDING => "pending",
+        Active = PAGE_ACTIVE => "active",
+        Broken = PAGE_BROKEN => "broken",
+        Ended = PAGE_ENDED => "ended",
+    }
+}
+
 impl Class {
     /// Bit for `strict_cfg.classes`.
     pub fn bit(self) -> u32 {

@@ -13,6 +13,11 @@
  *            [-T MS]     arm a CLOCK_MONOTONIC timer firing in MS ms and
  *                        quiesce timers: activation waits it out, or names
  *                        it if it cannot within the tick timeout
+ *            [-u]        loop until SIGUSR2 arrives (caught), not for -t
+ *                        seconds (-S still calls at -t/2): an observer
+ *                        however slow sees the task isolated, then ends it
+ *            [-W]        watch the status page from the loop (plain loads,
+ *                        no syscall): prints what it saw at the end
  *            [-X]        a thread on CPU 0 maps and unmaps a page in a loop
  *                        once isolation is active: each unmap sends the
  *                        isolated CPU a TLB-flush IPI (prints its tid as
@@ -25,7 +30,14 @@
 #include <sys/wait.h>
 #include <pthread.h>
 
-static volatile sig_atomic_t got_signal;
+static volatile sig_atomic_t got_signal, got_stop;
+static int until_stopped;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	got_stop = 1;
+}
 
 static void on_break(int sig)
 {
@@ -63,14 +75,24 @@ static void *storm(void *arg)
 	return NULL;
 }
 
+/* -W: the page as the loop last read it, and how often its count moved. */
+static int watch_page;
+static struct isol_status page_seen = { .size = sizeof(page_seen) };
+static uint64_t page_changes;
+
 static uint64_t spin(double seconds, int syscall_half_way)
 {
 	double t0 = now_s(), half = t0 + seconds / 2, end = t0 + seconds;
 	uint64_t n = 0;
 	int done = 0;
 	double t;
-	while ((t = now_s()) < end && !got_signal) {
+	while (((t = now_s()) < end || (until_stopped && !got_stop)) && !got_signal) {
 		n++;
+		if (watch_page) {
+			uint32_t before = page_seen.breaks;
+			if (isol_status_read(&page_seen) == 0 && page_seen.breaks != before)
+				page_changes++;
+		}
 		if (syscall_half_way && !done && t >= half) {
 			syscall(SYS_prctl, PR_SET_NAME, "userloop-sc", 0, 0, 0);
 			done = 1;
@@ -85,7 +107,7 @@ int main(int argc, char **argv)
 	int sys = 0, strict = 0, own = 0, ptimer = 0, forks = 0, tlb = 0, c;
 	pthread_t storm_thread;
 	long timer_ms = -1;
-	while ((c = getopt(argc, argv, "c:f:t:rSsoPFT:X")) != -1) {
+	while ((c = getopt(argc, argv, "c:f:t:rSsoPFT:XWu")) != -1) {
 		switch (c) {
 		case 'c': o.cpu = atoi(optarg); break;
 		case 'f': o.fifo = atoi(optarg); break;
@@ -98,6 +120,8 @@ int main(int argc, char **argv)
 		case 'F': forks = 1; break;
 		case 'T': timer_ms = atol(optarg); break;
 		case 'X': tlb = 1; break;
+		case 'W': watch_page = 1; break;
+		case 'u': until_stopped = 1; signal(SIGUSR2, on_stop); break;
 		default: return 2;
 		}
 	}
@@ -171,6 +195,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
+	if (watch_page && isol_status_page())
+		die("isol_status_page");
 	storm_go = 1;
 	uint64_t n = spin(o.seconds, sys);
 	if (tlb) {
@@ -184,6 +210,17 @@ int main(int argc, char **argv)
 	if (got_signal)
 		printf("userloop: strict signal received\n");
 	printf("userloop: iterations=%llu\n", (unsigned long long)n);
+	if (watch_page) {
+		static const char *states[] = { "none", "pending", "active", "broken", "ended" };
+		printf("page: state=%s breaks=%u changes_seen=%llu cpu=%u chain:", states[page_seen.state % 5],
+		       page_seen.breaks, (unsigned long long)page_changes, page_seen.break_cpu);
+		for (uint32_t i = 0; i < page_seen.nchain; i++)
+			printf("%s %s", i ? " |" : "", page_seen.chain[i]);
+		printf("\n");
+		if (page_seen.has_sender)
+			printf("page: sender cpu=%u pid=%u comm=%s\n", page_seen.sender_cpu,
+			       page_seen.sender_pid, page_seen.sender_comm);
+	}
 	print_breaks("userloop");
 	if (isol_deactivate())
 		die("isol_deactivate");

@@ -147,6 +147,117 @@ pub struct isol_break_record {
     pub sender_stack: [[c_char; ISOL_NAME_LEN]; ISOL_BREAK_FRAMES],
 }
 
+/// ISOL_STATE_*: a thread's state on its status page.
+pub const ISOL_STATE_NONE: u32 = 0;
+/// Registered; its own kernel entries do not count until armed.
+pub const ISOL_STATE_PENDING: u32 = 1;
+pub const ISOL_STATE_ACTIVE: u32 = 2;
+/// A strict break: signalled, the registration ended.
+pub const ISOL_STATE_BROKEN: u32 = 3;
+/// Left isolation.
+pub const ISOL_STATE_ENDED: u32 = 4;
+/// Length of each `chain` entry of struct isol_status.
+pub const ISOL_WORDS_LEN: usize = 40;
+
+/// The calling thread's status page, as isol_status_read() copies it: no
+/// system call, no allocation, no signal.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct isol_status {
+    /// Set by the caller to `sizeof(struct isol_status)`.
+    pub size: u32,
+    /// ISOL_STATE_*.
+    pub state: u32,
+    pub tid: u32,
+    /// Breaks counted so far.
+    pub breaks: u32,
+    /// CLOCK_MONOTONIC ns of the thread's last kernel entry seen, 0 if none.
+    pub last_entry_ns: u64,
+    /// CLOCK_MONOTONIC ns of the last break, 0 if none.
+    pub break_ns: u64,
+    pub break_cpu: u32,
+    /// Entries in `chain`.
+    pub nchain: u32,
+    /// The last break's handlers as "class: kind" (e.g. "ipi:
+    /// csd_function"); isol_last_break_record() names the functions.
+    pub chain: [[c_char; ISOL_WORDS_LEN]; ISOL_BREAK_CHAIN],
+    /// 1 if the sender fields are filled (an IPI whose sender was seen).
+    pub has_sender: u32,
+    pub sender_cpu: u32,
+    pub sender_pid: u32,
+    pub pad: u32,
+    pub sender_comm: [c_char; 16],
+}
+
+thread_local! {
+    static PAGE: RefCell<Option<isol_task::page::StatusPage>> = const { RefCell::new(None) };
+}
+
+/// Map the calling thread's status page (it talks to the watcher: call it
+/// once isolation is active, before the loop that reads the page). 0, or
+/// <0 on error.
+#[no_mangle]
+pub extern "C" fn isol_status_page() -> c_int {
+    match isol_task::status_page() {
+        Ok(p) => {
+            PAGE.with(|g| *g.borrow_mut() = Some(p));
+            ok()
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Copy the calling thread's status page into `*s` with plain loads: no
+/// system call. 0, -ENOENT if isol_status_page() did not map it, -EINVAL
+/// for a NULL `s` or a `size` too small.
+#[no_mangle]
+pub unsafe extern "C" fn isol_status_read(s: *mut isol_status) -> c_int {
+    if s.is_null() || ((*s).size as usize) < std::mem::offset_of!(isol_status, chain) {
+        return -libc::EINVAL;
+    }
+    PAGE.with(|g| {
+        let g = g.borrow();
+        let Some(page) = g.as_ref() else {
+            return -libc::ENOENT;
+        };
+        let p = page.read();
+        let mut out = isol_status {
+            size: (*s).size,
+            state: p.state,
+            tid: p.tid,
+            breaks: p.breaks,
+            last_entry_ns: p.last_entry_ns,
+            break_ns: p.break_ns,
+            break_cpu: p.break_cpu,
+            nchain: p.nchain.min(ISOL_BREAK_CHAIN as u32),
+            chain: [[0; ISOL_WORDS_LEN]; ISOL_BREAK_CHAIN],
+            has_sender: (p.sender.valid != 0) as u32,
+            sender_cpu: p.sender.cpu,
+            sender_pid: p.sender.pid,
+            pad: 0,
+            sender_comm: [0; 16],
+        };
+        for (d, c) in out.chain.iter_mut().zip(&p.chain[..out.nchain as usize]) {
+            let (class, kind) = isol_task::page::cause_words(c);
+            // "class: kind" into the array, by bytes (no allocation).
+            let words = class.bytes().chain(*b": ").chain(kind.bytes());
+            for (d, b) in d.iter_mut().take(ISOL_WORDS_LEN - 1).zip(words) {
+                *d = b as c_char;
+            }
+        }
+        for (d, b) in out
+            .sender_comm
+            .iter_mut()
+            .zip(p.sender.comm.iter().take(15))
+        {
+            *d = *b as c_char;
+        }
+        let n = ((*s).size as usize).min(std::mem::size_of::<isol_status>());
+        std::ptr::copy_nonoverlapping(&out as *const isol_status as *const u8, s as *mut u8, n);
+        0
+    })
+}
+
 /// A NUL-terminated copy of `s` cut to the array.
 fn c_name<const N: usize>(s: &str) -> [c_char; N] {
     let mut out = [0 as c_char; N];

@@ -5,6 +5,7 @@
 //! on a period from a housekeeping CPU.
 
 use crate::cause::Kind;
+use crate::page::StatusPage;
 use crate::record::{
     self, RawAggKey, RawRecord, RawStrictBreak, RawStrictCfg, RawTickState, Record, Resolver,
 };
@@ -352,6 +353,8 @@ pub struct Capture {
     queue: Rc<RefCell<VecDeque<RawRecord>>>,
     strict_count: *mut u32,
     armed: *mut u32,
+    /// Slots of `pages` in use.
+    pages_used: RefCell<Vec<bool>>,
     pub resolver: Resolver,
     /// Hooks attached (tracepoints as `system:event`, functions as
     /// `fentry:name`).
@@ -611,6 +614,7 @@ impl Capture {
             queue,
             strict_count,
             armed,
+            pages_used: RefCell::new(vec![false; crate::page::MAX_PAGES as usize]),
             resolver: Resolver::new(),
             attached,
             skipped,
@@ -805,13 +809,49 @@ impl Capture {
     /// Register a task (tid) or a whole process (pid, `process = true`):
     /// its next interruption of a class in `cfg` signals it (strict), or
     /// is counted (`cfg.signal == 0`).
-    pub fn register_strict(&self, id: u32, process: bool, cfg: &StrictConfig) -> Result<()> {
+    /// A status page for thread `tid` (see [`crate::page`]), in a free
+    /// slot of `pages`; give it to [`Capture::register_strict`].
+    pub fn new_status_page(&self, tid: u32, pending: bool) -> Result<StatusPage> {
+        let mut used = self.pages_used.borrow_mut();
+        let slot = used
+            .iter()
+            .position(|u| !u)
+            .with_context(|| format!("all {} status pages are in use", used.len()))?;
+        let page = StatusPage::create(slot as u32, tid, pending)?;
+        self.skel()
+            .maps
+            .pages
+            .update(
+                &(slot as u32).to_ne_bytes(),
+                &page.fd_bytes(),
+                MapFlags::ANY,
+            )
+            .context("installing the status page")?;
+        used[slot] = true;
+        Ok(page)
+    }
+
+    /// The capture stops writing the page; the task keeps what it mapped.
+    pub fn release_status_page(&self, page: StatusPage) {
+        let _ = self.skel().maps.pages.delete(&page.slot.to_ne_bytes());
+        if let Some(u) = self.pages_used.borrow_mut().get_mut(page.slot as usize) {
+            *u = false;
+        }
+    }
+
+    pub fn register_strict(
+        &self,
+        id: u32,
+        process: bool,
+        cfg: &StrictConfig,
+        page: Option<&StatusPage>,
+    ) -> Result<()> {
         let key = isol_abi::strict_key(id, process);
         let v = RawStrictCfg {
             signal: cfg.signal as u32,
             flags: process as u32 | (cfg.inherit as u32) << 1 | (cfg.pending as u32) << 2,
             classes: cfg.classes_mask(),
-            pad: 0,
+            page: page.map_or(0, |p| p.slot + 1),
             progress_addr: cfg.progress_addr,
         };
         self.skel()

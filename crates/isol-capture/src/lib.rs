@@ -11,11 +11,13 @@ mod skel {
 pub mod capture;
 pub mod cause;
 pub mod ksyms;
+pub mod page;
 pub mod record;
 pub mod strict;
 
 pub use capture::{Capture, Options};
 pub use cause::{Class, Kind};
+pub use page::{RawPage, StatusPage};
 pub use record::{Cause, Record};
 pub use strict::{StrictBreak, StrictConfig, TickState};
 

@@ -59,6 +59,8 @@ fn served_role() -> bool {
         strict_leaves_role();
     } else if role == "tlb_break" {
         tlb_break_role();
+    } else if role == "page_watch" {
+        page_watch_role();
     } else {
         panic!("unknown role {role}");
     }
@@ -1680,4 +1682,251 @@ fn a_tlb_flush_break_tells_the_task_its_chain_and_sender() {
         seen.push(b);
     }
     panic!("no break held the storm's TLB flush with its sender; breaks: {seen:?}");
+}
+
+// ------------------------------------------------------- the status page
+
+/// CLOCK_MONOTONIC ns through the vDSO (no kernel entry).
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Persistent isolation on CPU 1 (breaks counted, no signal) while a
+/// thread of this process on CPU 0 unmaps pages (TLB-flush IPIs to CPU 1).
+/// The loop watches its status page with plain loads until it shows a
+/// break by an IPI with its sender; then (system calls allowed again) it
+/// prints the page, the window it read it in, and the named last break.
+fn page_watch_role() {
+    use std::sync::atomic::Ordering::SeqCst;
+    // The test starts its watch on this process first.
+    let go = std::env::var_os("ISOL_TEST_GO").expect("ISOL_TEST_GO");
+    say(&format!("pid={}\n", std::process::id()));
+    let t = Instant::now();
+    while !Path::new(&go).exists() {
+        assert!(t.elapsed() < Duration::from_secs(120), "never told to go");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let storm = std::thread::spawn(|| {
+        stay_on_housekeeping();
+        STORM_TID.store(isol_task::gettid(), SeqCst);
+        let t0 = Instant::now();
+        while !BROKEN.load(SeqCst) && t0.elapsed() < Duration::from_secs(20) {
+            // SAFETY: a private anonymous page, touched then unmapped.
+            unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                assert_ne!(p, libc::MAP_FAILED);
+                std::ptr::write_volatile(p as *mut u8, 1);
+                libc::munmap(p, 4096);
+            }
+        }
+    });
+    let mut set = nix::sched::CpuSet::new();
+    set.set(1).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+    isol_task::configure(isol_task::Config {
+        allow_unisolated: true,
+        lock_memory: true,
+        quiesce: isol_task::Quiesce::empty(),
+        tick_timeout_ms: 50,
+        ..Default::default()
+    })
+    .unwrap();
+    let r = isol_task::activate().unwrap();
+    assert!(r.registered, "{r:?}");
+    let page = isol_task::status_page().unwrap();
+    let before = page.read();
+    // From here until `t1`: loads only.
+    let t0 = mono_ns();
+    let deadline = t0 + 10_000_000_000;
+    let mut seen = None;
+    while mono_ns() < deadline {
+        let p = page.read();
+        let n = (p.nchain as usize).min(p.chain.len());
+        let ipi = p.chain[..n]
+            .iter()
+            .any(|c| isol_task::page::cause_words(c).1 == "csd_function");
+        // Twenty breaks after the first read (the page changed under the
+        // loop, again and again), the last an IPI with its sender.
+        if p.breaks >= before.breaks + 20 && p.break_ns > t0 && ipi && p.sender.valid != 0 {
+            seen = Some(p);
+            break;
+        }
+        std::hint::spin_loop();
+    }
+    let t1 = mono_ns();
+    BROKEN.store(true, SeqCst);
+    storm.join().unwrap();
+    let p = seen.expect("the page never showed a break by an IPI with its sender within 10 s");
+    let snap = isol_task::page::Snapshot::from(&p);
+    let named = isol_task::last_break().unwrap();
+    let out = serde_json::json!({
+        "tid": r.tid,
+        "storm": STORM_TID.load(SeqCst),
+        "t0": t0,
+        "t1": t1,
+        "before": isol_task::page::Snapshot::from(&before),
+        "page": snap,
+        "named": named,
+    });
+    say(&format!("page: {out}\n"));
+    isol_task::deactivate().unwrap();
+}
+
+const PAGE_TEST: &str = "the_status_page_shows_breaks_with_their_sender_without_a_syscall";
+
+/// A persistent task reads its breaks from its status page: state,
+/// count, the chain and the IPI's sender (the task's own storm thread on
+/// CPU 0), twenty breaks arriving while it loops, and `isol watch --pid
+/// --syscalls` (a second capture) sees no system call of the task between
+/// its first and last read, though it sees the ones before (fetching the
+/// page, so the instrument was live).
+#[test]
+fn the_status_page_shows_breaks_with_their_sender_without_a_syscall() {
+    if served_role() {
+        return;
+    }
+    let _s = serial();
+    let d = Isold::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let mut h = helper(PAGE_TEST, "page_watch")
+        .env("ISOL_SOCKET", &d.socket)
+        .env("ISOL_TEST_GO", &go)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut hout = BufReader::new(h.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("pid=") {
+        line.clear();
+        assert!(
+            hout.read_line(&mut line).unwrap() > 0,
+            "the helper said nothing"
+        );
+    }
+    let pid = line.split("pid=").nth(1).unwrap().trim().to_string();
+    // The watch follows the helper's process wherever it runs, with its
+    // system calls (as records of that process, whatever else shares CPU 1).
+    let mut watch = Command::new(ISOL)
+        .args([
+            "watch",
+            "--pid",
+            &pid,
+            "--syscalls",
+            "--events",
+            "-D",
+            "120",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(watch.stderr.take().unwrap());
+    let t = Instant::now();
+    while !line.contains("watching pid") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0 && t.elapsed() < Duration::from_secs(60),
+            "isol watch did not start"
+        );
+    }
+    // Read the records as they come: a full pipe would stall the watch.
+    let mut stdout = watch.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
+        s
+    });
+    std::fs::write(&go, "").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut hout, &mut rest).unwrap();
+    let mut herr = String::new();
+    std::io::Read::read_to_string(&mut h.stderr.take().unwrap(), &mut herr).unwrap();
+    let status = h.wait().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watch.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(watch.wait().unwrap().success(), "isol watch failed");
+    let records = reader.join().unwrap();
+    assert!(status.success(), "{rest}\n{herr}\n{}", d.log());
+    let v: Value = rest
+        .lines()
+        .find_map(|l| {
+            l.split_once("page: ")
+                .map(|(_, j)| serde_json::from_str(j).unwrap())
+        })
+        .unwrap_or_else(|| panic!("no page line: {rest}\n{herr}"));
+    let (tid, storm) = (&v["tid"], &v["storm"]);
+    // Before any break: active, nothing counted.
+    assert_eq!(v["before"]["state"], "active", "{v}");
+    assert_eq!(v["before"]["tid"], *tid, "{v}");
+    // The break as the page tells it.
+    let p = &v["page"];
+    assert_eq!(p["state"], "active", "a counting registration goes on: {v}");
+    assert!(p["breaks"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(p["break_cpu"], 1, "{v}");
+    // Seen while the loop read the page, not before.
+    let at = p["break_ns"].as_u64().unwrap();
+    assert!(
+        at > v["t0"].as_u64().unwrap() && at < v["t1"].as_u64().unwrap(),
+        "{v}"
+    );
+    let chain: Vec<&str> = p["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let f = chain
+        .iter()
+        .position(|c| *c == "ipi: csd_function")
+        .unwrap();
+    assert!(
+        f > 0 && chain[f - 1].starts_with("ipi: call_function"),
+        "{v}"
+    );
+    assert_eq!(p["sender"][0], 0, "sender CPU: {v}");
+    assert_eq!(p["sender"][1], *storm, "sender task: {v}");
+    // Named by the watcher, the same break (or a later one).
+    let named = &v["named"];
+    assert!(
+        named["count"].as_u64().unwrap() >= p["breaks"].as_u64().unwrap(),
+        "{v}"
+    );
+    // No system call of the task while it read the page.
+    let (t0, t1) = (v["t0"].as_u64().unwrap(), v["t1"].as_u64().unwrap());
+    let mut before = 0;
+    for l in records.lines() {
+        let r: Value = serde_json::from_str(l).unwrap();
+        if r["type"] != "interruption" || r["tid"] != *tid || r["cause"]["class"] != "syscall" {
+            continue;
+        }
+        let at = r["start_ns"].as_u64().unwrap();
+        assert!(
+            at < t0 || at > t1,
+            "a system call of the task while it read its page: {r}"
+        );
+        before += 1;
+    }
+    // The instrument was live: it saw the task's calls before the loop
+    // (fetching the page, waiting for isold's answers).
+    assert!(before > 0, "the watch saw none of the task's system calls");
+    let breaks = p["breaks"].as_u64().unwrap() - v["before"]["breaks"].as_u64().unwrap();
+    assert!(breaks >= 20, "{v}");
 }

@@ -290,10 +290,36 @@ fn connection(
                 }
             }
         };
-        if w.write_all(&reply_line(&resp)).is_err() {
+        if send_reply(&mut w, &resp).is_err() {
             return;
         }
     }
+}
+
+/// The reply line; a status page's descriptor goes with its first byte
+/// (SCM_RIGHTS), so the client receives it with the line.
+fn send_reply(w: &mut UnixStream, resp: &Response) -> std::io::Result<()> {
+    let line = reply_line(resp);
+    let Response::StatusPage {
+        fd: isol_task::protocol::Passed(Some(fd)),
+        ..
+    } = resp
+    else {
+        return w.write_all(&line);
+    };
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let fds = [fd.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(&line[..1])];
+    sendmsg::<()>(
+        w.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(std::io::Error::from)?;
+    w.write_all(&line[1..])
 }
 
 fn wait_tick(

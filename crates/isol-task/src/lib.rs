@@ -22,6 +22,7 @@ pub mod error;
 #[cfg(feature = "capture")]
 mod inprocess;
 pub mod native;
+pub mod page;
 pub mod persist;
 pub mod policy;
 pub mod protocol;
@@ -690,6 +691,23 @@ pub fn deactivate() -> Result<()> {
 pub fn status(pid: Option<u32>) -> Result<Vec<TaskStatus>> {
     match call(&Request::Status { pid })? {
         Response::Status { tasks } => Ok(tasks),
+        r => Err(Error::Other(format!("unexpected answer {r:?}"))),
+    }
+}
+
+/// The calling thread's status page, from its watcher: call it once
+/// isolation is active (it talks to the watcher), then read the page from
+/// the isolated loop with plain loads.
+pub fn status_page() -> Result<page::StatusPage> {
+    let tid = gettid();
+    match call(&Request::StatusPage { tid })? {
+        Response::StatusPage {
+            fd: protocol::Passed(Some(fd)),
+            ..
+        } => page::StatusPage::map(fd),
+        Response::StatusPage { .. } => Err(Error::Other(
+            "the watcher answered without the page's descriptor".into(),
+        )),
         r => Err(Error::Other(format!("unexpected answer {r:?}"))),
     }
 }

@@ -38,6 +38,11 @@ pub enum Request {
     Status {
         pid: Option<u32>,
     },
+    /// The status page of registered thread `tid`: answered with a
+    /// read-only descriptor of it beside the reply (SCM_RIGHTS).
+    StatusPage {
+        tid: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,14 +91,38 @@ pub fn leave() {
     };
 }
 
+/// A descriptor that travels beside a response (SCM_RIGHTS over isold's
+/// socket; moved as it is to an in-process caller), never in its JSON.
+#[derive(Debug, Clone, Default)]
+pub struct Passed(pub Option<std::sync::Arc<std::os::fd::OwnedFd>>);
+
+impl PartialEq for Passed {
+    /// Responses compare by their JSON; the descriptor is not part of it.
+    fn eq(&self, _: &Passed) -> bool {
+        true
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
-    Registered { cpu: u32 },
+    Registered {
+        cpu: u32,
+    },
+    /// The page's descriptor is `fd` (never in the JSON).
+    StatusPage {
+        tid: u32,
+        #[serde(skip)]
+        fd: Passed,
+    },
     Done,
     Tick(TickReport),
-    Status { tasks: Vec<TaskStatus> },
-    Error { message: String },
+    Status {
+        tasks: Vec<TaskStatus>,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// What stops the tick on a CPU (timer:tick_stop dependency bits).

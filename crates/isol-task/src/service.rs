@@ -3,10 +3,13 @@
 //! privileged program runs it on an in-process thread.
 
 use crate::policy::{task_facts, Policy};
-use crate::protocol::{BreakInfo, BreakSender, Registration, Request, Response, TaskStatus};
+use crate::protocol::{
+    BreakInfo, BreakSender, Passed, Registration, Request, Response, TaskStatus,
+};
 use crate::tick::TickSeen;
-use isol_capture::{Capture, Class, StrictConfig};
+use isol_capture::{Capture, Class, StatusPage, StrictConfig};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 #[derive(Debug, Clone)]
 struct Reg {
@@ -16,6 +19,8 @@ struct Reg {
     /// The task's start time at registration: a later task with the same
     /// id is not the registered one.
     start: Option<u64>,
+    /// A thread's status page, or why it has none.
+    page: Result<Rc<StatusPage>, String>,
 }
 
 /// Registrations known to the watcher, keyed by (id, process).
@@ -76,14 +81,32 @@ impl Service {
                     cap.clear_break(r.id);
                 }
                 let start = crate::policy::start_time(r.id);
-                cap.register_strict(r.id, r.process, &cfg)
-                    .map_err(|e| format!("{e:#}"))?;
+                // A re-registration starts a new page.
+                if let Some(old) = self.regs.remove(&(r.id, r.process)) {
+                    release(cap, old);
+                }
+                let page = if r.process {
+                    Err("a process registration has no status page (each thread's would)".into())
+                } else {
+                    cap.new_status_page(r.id, r.pending)
+                        .map(Rc::new)
+                        .map_err(|e| format!("{e:#}"))
+                };
+                if let Err(e) = cap.register_strict(r.id, r.process, &cfg, page.as_deref().ok()) {
+                    if let Ok(p) = page {
+                        release_page(cap, p);
+                    }
+                    return Err(format!("{e:#}"));
+                }
                 // The task may have exited (and its id been taken) between
                 // the checks and the registration: undo rather than watch
                 // the wrong task. (Its exit already removed the kernel key
                 // if it exited after; this covers exiting before.)
                 if start.is_none() || crate::policy::start_time(r.id) != start {
                     cap.unregister_strict(r.id, r.process);
+                    if let Ok(p) = page {
+                        release_page(cap, p);
+                    }
                     return Err(format!("task {} exited while being registered", r.id));
                 }
                 self.regs.insert(
@@ -93,6 +116,7 @@ impl Service {
                         cpu,
                         r: r.clone(),
                         start,
+                        page,
                     },
                 );
                 Ok(Response::Registered { cpu })
@@ -109,8 +133,28 @@ impl Service {
                     }
                 }
                 cap.unregister_strict(*id, *process);
-                self.regs.remove(&(*id, *process));
+                if let Some(old) = self.regs.remove(&(*id, *process)) {
+                    release(cap, old);
+                }
                 Ok(Response::Done)
+            }
+            Request::StatusPage { tid } => {
+                let reg = self
+                    .regs
+                    .get(&(*tid, false))
+                    .ok_or_else(|| format!("task {tid} is not registered (by this watcher)"))?;
+                if !(policy.trusted || uid == 0 || reg.uid == uid) {
+                    return Err(format!("registration {tid} belongs to another user"));
+                }
+                let page = reg
+                    .page
+                    .as_ref()
+                    .map_err(|e| format!("no status page: {e}"))?;
+                let fd = page.task_fd().map_err(|e| format!("{e:#}"))?;
+                Ok(Response::StatusPage {
+                    tid: *tid,
+                    fd: Passed(Some(std::sync::Arc::new(fd))),
+                })
             }
             Request::Status { pid } => Ok(Response::Status {
                 tasks: self.status(cap, policy, uid, *pid),
@@ -131,8 +175,17 @@ impl Service {
     /// sched_process_exit program); here the user table follows, by start
     /// time, so a new task with a reused id is not taken for the old one.
     pub fn prune(&mut self, cap: &Capture) {
-        self.regs
-            .retain(|(id, _), g| g.start.is_some() && crate::policy::start_time(*id) == g.start);
+        let gone: Vec<(u32, bool)> = self
+            .regs
+            .iter()
+            .filter(|((id, _), g)| g.start.is_none() || crate::policy::start_time(*id) != g.start)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            if let Some(g) = self.regs.remove(&k) {
+                release(cap, g);
+            }
+        }
         for (id, process) in cap.registrations() {
             if !std::path::Path::new(&format!("/proc/{id}")).exists() {
                 cap.unregister_strict(id, process);
@@ -239,6 +292,21 @@ impl Service {
             });
         }
         out
+    }
+}
+
+/// The capture stops writing a forgotten registration's page.
+fn release(cap: &Capture, g: Reg) {
+    if let Ok(p) = g.page {
+        release_page(cap, p);
+    }
+}
+
+fn release_page(cap: &Capture, p: Rc<StatusPage>) {
+    // Still shared (a status answer being built) cannot happen between
+    // requests; were it so, the slot would merely stay taken.
+    if let Ok(p) = Rc::try_unwrap(p) {
+        cap.release_status_page(p);
     }
 }
 

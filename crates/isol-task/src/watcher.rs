@@ -7,7 +7,8 @@
 
 use crate::error::{Error, Result};
 use crate::protocol::{socket_path, Request, Response};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 pub enum Watcher {
@@ -76,10 +77,12 @@ fn call_socket(s: &mut UnixStream, req: &Request) -> Result<Response> {
     s.set_nonblocking(true).map_err(io("isold socket"))?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
+    let mut passed = None;
     loop {
-        match s.read(&mut chunk) {
-            Ok(0) => return Err(Error::Other("isold closed the connection".into())),
-            Ok(n) => {
+        match recv_with_fd(s, &mut chunk) {
+            Ok((0, _)) => return Err(Error::Other("isold closed the connection".into())),
+            Ok((n, fd)) => {
+                passed = passed.or(fd);
                 buf.extend_from_slice(&chunk[..n]);
                 if buf.ends_with(b"\n") {
                     break;
@@ -90,5 +93,46 @@ fn call_socket(s: &mut UnixStream, req: &Request) -> Result<Response> {
             Err(e) => return Err(io("reading from isold")(e)),
         }
     }
-    serde_json::from_slice(&buf).map_err(|e| Error::Other(format!("isold's answer: {e}")))
+    let mut resp: Response =
+        serde_json::from_slice(&buf).map_err(|e| Error::Other(format!("isold's answer: {e}")))?;
+    if let (Response::StatusPage { fd, .. }, Some(p)) = (&mut resp, passed) {
+        fd.0 = Some(std::sync::Arc::new(p));
+    }
+    Ok(resp)
+}
+
+/// read(), and a descriptor if one came with the bytes (SCM_RIGHTS). By
+/// hand on libc: this crate is linked into libisol, which keeps its
+/// dependencies few.
+fn recv_with_fd(s: &UnixStream, buf: &mut [u8]) -> std::io::Result<(usize, Option<OwnedFd>)> {
+    // Room for one descriptor's control message, aligned for cmsghdr.
+    let mut space = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; every pointer below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = space.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = std::mem::size_of_val(&space) as _;
+    // SAFETY: a valid socket and a msghdr describing live buffers.
+    let n = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut fd = None;
+    // SAFETY: the CMSG macros walk the control buffer the kernel filled.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
+                fd = Some(OwnedFd::from_raw_fd(raw));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, fd))
 }

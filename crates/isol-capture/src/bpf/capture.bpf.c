@@ -48,6 +48,8 @@ struct cpu_state {
 	__u32 break_tid;  /* the task this episode broke (not always `tid`:
 			   * a preemption episode belongs to the task
 			   * switched away from) */
+	__u32 break_page; /* its status page (strict_cfg.page), 0 if none */
+	__u32 pad2;
 	__u64 sched_task; /* its task_struct (to see it migrate away) */
 	char comm[TASK_COMM];
 	struct cause chain[MAX_CHAIN];
@@ -145,6 +147,27 @@ struct {
 	__type(key, __u32);
 	__type(value, struct strict_break);
 } breaks SEC(".maps");
+
+/* Status pages of registered threads, by slot (strict_cfg.page - 1): one
+ * map each, so that a task given its page's descriptor can map nothing
+ * but its own. User space creates them (same definition) and fills the
+ * slots. */
+struct page_map {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	/* Sizes, not types: the struct would reach BTF only as a forward
+	 * declaration (it is used through pointers only). */
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct isol_page));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, MAX_PAGES);
+	__type(key, __u32);
+	__array(values, struct page_map);
+} pages SEC(".maps");
 
 /* A break is built here, not on the stack: it holds a whole record and
  * the entry programs' frames leave no room for it. */
@@ -280,6 +303,19 @@ static __always_inline __u32 log2_bucket(__u64 v)
 	return r < HIST_BUCKETS ? r : HIST_BUCKETS - 1;
 }
 
+static __always_inline struct isol_page *page_at(__u32 page)
+{
+	__u32 slot = page - 1, zero = 0;
+	void *inner;
+
+	if (!page)
+		return NULL;
+	inner = bpf_map_lookup_elem(&pages, &slot);
+	if (!inner)
+		return NULL;
+	return bpf_map_lookup_elem(inner, &zero);
+}
+
 /* Strict mode: if the current task is registered and `class` breaks its
  * isolation, signal it now (before the return to user, so it runs no
  * further instruction), clear its registration, keep the cause. */
@@ -303,14 +339,23 @@ static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 
 		if (!cfg)
 			return;
 	}
+	struct isol_page *pg = key == tid ? page_at(cfg->page) : NULL;
+	__u64 now = bpf_ktime_get_ns();
+
+	if (pg)
+		pg->last_entry_ns = now;
 	if (class == CLASS_SYSCALL && arg == STRICT_ARM_NR && addr == STRICT_LEAVE_MAGIC) {
 		/* The explicit exit: never a break, in any mode. */
 		bpf_map_delete_elem(&strict, &key);
+		if (pg)
+			pg->state = PAGE_ENDED;
 		return;
 	}
 	if (cfg->flags & STRICT_PENDING) {
 		if (class == CLASS_SYSCALL && arg == STRICT_ARM_NR && addr == STRICT_ARM_MAGIC) {
 			cfg->flags &= ~STRICT_PENDING;
+			if (pg)
+				pg->state = PAGE_ACTIVE;
 			return;
 		}
 		if (class == CLASS_SYSCALL || class == CLASS_EXCEPTION)
@@ -331,7 +376,7 @@ static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 
 		return;
 	__builtin_memset(b, 0, sizeof(*b));
 	b->count = prev ? prev->count + 1 : 1;
-	b->ts_ns = bpf_ktime_get_ns();
+	b->ts_ns = now;
 	b->cpu = bpf_get_smp_processor_id();
 	b->tid = tid;
 	b->signal = cfg->signal;
@@ -349,6 +394,20 @@ static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 
 	if (st) {
 		st->flags |= REC_STRICT_BREAK;
 		st->break_tid = tid;
+		st->break_page = key == tid ? cfg->page : 0;
+	}
+	if (pg) {
+		__sync_fetch_and_add(&pg->seq, 1);
+		pg->state = b->signal ? PAGE_BROKEN : PAGE_ACTIVE;
+		pg->breaks = b->count;
+		pg->break_ns = now;
+		pg->break_cpu = b->cpu;
+		pg->cause = b->cause;
+		pg->nchain = 1;
+		pg->chain[0] = b->cause;
+		pg->flags = 0;
+		pg->sender.valid = 0;
+		__sync_fetch_and_add(&pg->seq, 1);
 	}
 	if (!b->signal)
 		return; /* persistent or one-shot: counted, still registered */
@@ -451,6 +510,7 @@ static __always_inline void aggregate(__u32 cpu, struct cause *p, __u64 dur)
 static __always_inline void refine_break(struct cpu_state *st)
 {
 	struct strict_break *b;
+	struct isol_page *pg;
 	struct cause p;
 
 	b = bpf_map_lookup_elem(&breaks, &st->break_tid);
@@ -461,6 +521,16 @@ static __always_inline void refine_break(struct cpu_state *st)
 		b->flags = st->flags;
 		__builtin_memcpy(b->chain, st->chain, sizeof(b->chain));
 		__builtin_memcpy(&b->sender, &st->sender, sizeof(b->sender));
+		pg = page_at(st->break_page);
+		if (pg && pg->break_ns == b->ts_ns) {
+			__sync_fetch_and_add(&pg->seq, 1);
+			pg->cause = p;
+			pg->nchain = st->nchain;
+			pg->flags = st->flags;
+			__builtin_memcpy(pg->chain, st->chain, sizeof(pg->chain));
+			__builtin_memcpy(&pg->sender, &st->sender, sizeof(pg->sender));
+			__sync_fetch_and_add(&pg->seq, 1);
+		}
 	}
 }
 

@@ -204,10 +204,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ring_bytes: a.buffer_kb.saturating_mul(1024),
     })?;
     for &t in &a.strict {
-        cap.register_strict(t, false, &strict_cfg)?;
+        cap.register_strict(t, false, &strict_cfg, None)?;
     }
     for &p in &a.strict_process {
-        cap.register_strict(p, true, &strict_cfg)?;
+        cap.register_strict(p, true, &strict_cfg, None)?;
     }
 
     let stop = Arc::new(AtomicBool::new(false));
