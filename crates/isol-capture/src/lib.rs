@@ -13,6 +13,7 @@ pub mod cause;
 pub mod ksyms;
 pub mod record;
 pub mod strict;
+pub mod threshold;
 
 pub use capture::{Capture, Options};
 pub use cause::{Class, Kind};
