@@ -298,6 +298,10 @@ pub struct Summary {
     /// Stopped after the first crossing's actions (no `continue`).
     pub stopped: bool,
     pub hits: Vec<Hit>,
+    /// Crossings whose actions did not run because the run had ended
+    /// (duration or Ctrl-C) while actions of earlier ones ran: with
+    /// `continue` and a flood, actions never hold the end of the run.
+    pub missed: u64,
     pub trace_window_ms: u64,
     /// Records the trace ring evicted while still inside the window.
     pub trace_dropped: u64,

@@ -296,3 +296,149 @@ fn bad_actions_are_refused_naming_the_bad_part() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn noise_traces_the_gap_above_stop_above_runs_the_shell_and_stops() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.jsonl");
+    let envf = dir.path().join("env");
+    // A sleeping victim whose 10 ms timer interrupts CPU 1: records in the
+    // window whatever else the machine does.
+    let _v = Victim::start(&["--cpu", "1", "--sleep", "--timer", "--duration", "120"]);
+    // The injected 3 ms stall crosses 500 us for sure; a real gap (a busy
+    // machine preempting the loop) may cross first, and counts the same.
+    let (stdout, stderr) = isol_run(
+        "noise",
+        &[
+            "-c",
+            "1",
+            "-D",
+            "30",
+            "-s",
+            "500",
+            "--inject-stall",
+            "300:3000",
+            "--trace-window-ms",
+            "200",
+            "--json",
+            "--on-threshold",
+            &format!("trace,file={}", trace.display()),
+            "--on-threshold",
+            &format!("shell,command={}", shell_probe(&envf)),
+        ],
+        dir.path(),
+        Duration::from_secs(60),
+    );
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    let on = &r["on_threshold"];
+    assert_eq!(on["threshold_ns"], 500_000);
+    assert_eq!(on["stopped"], true, "{on}");
+    let hits = on["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{on}");
+    assert!(
+        r["duration_s"].as_f64().unwrap() < 20.0,
+        "noise did not stop after the actions"
+    );
+    assert!(stderr.contains("reached the threshold"), "{stderr}");
+    let ev = &hits[0]["event"];
+    assert_eq!(ev["kind"], "gap");
+    assert_eq!(ev["cpu"], 1);
+    let (start, dur) = (
+        ev["start_ns"].as_u64().unwrap(),
+        ev["duration_ns"].as_u64().unwrap(),
+    );
+    assert!(dur > 500_000, "{ev}");
+    // The report's own stop is that gap (same length within the two
+    // clock fits' rounding).
+    let stop = r["stopped"]["gap_ns"].as_u64().unwrap();
+    assert!(stop.abs_diff(dur) < 10_000, "stop {stop} vs event {dur}");
+    for a in hits[0]["actions"].as_array().unwrap() {
+        assert_eq!(a["ok"], true, "{a}");
+    }
+
+    let lines: Vec<Value> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let gap = lines.last().unwrap();
+    assert_eq!(gap["type"], "gap");
+    assert_eq!(gap["crossed"], true);
+    assert_eq!(gap["start_ns"].as_u64().unwrap(), start);
+    assert_eq!(gap["duration_ns"].as_u64().unwrap(), dur);
+    let recs = &lines[..lines.len() - 1];
+    assert!(!recs.is_empty(), "no record of CPU 1 in the window");
+    let end = start + dur;
+    let mut last = 0;
+    for x in recs {
+        assert_eq!(x["type"], "interruption");
+        assert_eq!(x["cpu"], 1, "another CPU's record: {x}");
+        let s = x["start_ns"].as_u64().unwrap();
+        let e = s + x["duration_ns"].as_u64().unwrap();
+        assert!(s >= last, "trace not in time order");
+        last = s;
+        // 20 us of slack for the TSC-to-monotonic mapping of the gap.
+        assert!(
+            e <= end + 20_000 && e + 200_000_000 >= end,
+            "outside the window: {x}"
+        );
+    }
+
+    let env = env_file(&envf);
+    assert_eq!(env["ISOL_EVENT"], "gap");
+    assert_eq!(env["ISOL_CPU"], "1");
+    assert_eq!(env["ISOL_START_NS"], start.to_string());
+    assert_eq!(env["ISOL_DURATION_NS"], dur.to_string());
+    assert_eq!(env["ISOL_CAUSE"], ev["cause"].as_str().unwrap());
+    assert!(!cpus_of(&env["Cpus_allowed_list"]).contains(&1));
+}
+
+#[test]
+fn watch_with_continue_acts_on_every_crossing_and_still_ends_on_time() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    // A TLB-flush flood: far more crossings than shell commands can keep
+    // up with. The run must still end at -D, counting the rest as missed.
+    let _v = Victim::start(&["--cpu", "1", "--tlb", "--duration", "120"]);
+    let t0 = Instant::now();
+    let (stdout, _) = isol_run(
+        "watch",
+        &[
+            "--cpus",
+            "1",
+            "-D",
+            "2",
+            "--json",
+            "--threshold-us",
+            "1",
+            "--on-threshold",
+            &format!("shell,command=echo \"$ISOL_START_NS\" >> {}", log.display()),
+            "--on-threshold",
+            "continue",
+        ],
+        dir.path(),
+        Duration::from_secs(60),
+    );
+    let s: Value = serde_json::from_str(&stdout).unwrap();
+    let on = &s["on_threshold"];
+    assert_eq!(on["stopped"], false);
+    let hits = on["hits"].as_array().unwrap();
+    assert!(hits.len() >= 2, "{on}");
+    // Ends at -D (plus the last batch's drain), not when the flood is done.
+    let took = s["duration_s"].as_f64().unwrap();
+    assert!((2.0..20.0).contains(&took), "ran {took} s for -D 2");
+    assert!(t0.elapsed() < Duration::from_secs(40));
+    // Each hit ran its shell once, for its own event, in order.
+    let logged: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let starts: Vec<String> = hits
+        .iter()
+        .map(|h| h["event"]["start_ns"].to_string())
+        .collect();
+    assert_eq!(logged, starts);
+}

@@ -150,16 +150,26 @@ fn gap_actions(dr: &Drainer, on: &OnThreshold, cpu: u32, start_ns: u64, len_ns: 
         .filter(|r| r.cpu == cpu && r.start_ns < end && r.start_ns + r.duration_ns > start_ns)
         .copied()
         .collect();
+    // The distinct causes inside, oldest first: a preempted loop can hold
+    // hundreds of records.
     let cause = match dr.cap.as_ref() {
-        Some(c) if !inside.is_empty() => inside
-            .iter()
-            .rev()
-            .map(|r| {
+        Some(c) if !inside.is_empty() => {
+            let mut names: Vec<String> = Vec::new();
+            for r in inside.iter().rev() {
                 let k = c.resolver.cause(&r.primary);
-                format!("{} {} {}", k.class.name(), k.kind.name(), k.detail)
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
+                let n = format!("{} {} {}", k.class.name(), k.kind.name(), k.detail);
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+            let more = names.len().saturating_sub(4);
+            names.truncate(4);
+            let mut s = names.join(", ");
+            if more > 0 {
+                s += &format!(" and {more} more");
+            }
+            s
+        }
         _ => "hw".to_string(),
     };
     let event = Event {
@@ -309,11 +319,13 @@ pub fn run(
     let mut stopped_on_threshold = false;
     // Gaps published before a drain have their records in that drain: the
     // kernel emits a record before the loop resumes and publishes the gap.
+    let mut missed = 0u64;
     let crossings = |dr: &Drainer,
                      published: &[usize],
                      seen: &mut [usize],
                      hits: &mut Vec<Hit>,
-                     stopped: &mut bool| {
+                     stopped: &mut bool,
+                     missed: &mut u64| {
         let Some((on, above)) = on.as_ref() else {
             return;
         };
@@ -334,6 +346,16 @@ pub fn run(
                 seen[i] += 1;
                 let len = c.ns(l);
                 if len > *above {
+                    // With `continue`, actions never hold the end of the run
+                    // (a flood of crossings): later ones are counted. Without
+                    // it one crossing runs them, even the gap that ended it.
+                    if !on.stops()
+                        && (stop.load(Ordering::Relaxed)
+                            || end.is_some_and(|e| Instant::now() >= e))
+                    {
+                        *missed += 1;
+                        continue;
+                    }
                     hits.push(gap_actions(dr, on, *cpu, c.mono(s), len));
                     if on.stops() {
                         *stopped = true;
@@ -354,7 +376,14 @@ pub fn run(
         sample_runq(&mut runq);
         let p = published(&threads);
         dr.drain(&*keep);
-        crossings(&dr, &p, &mut seen, &mut hits, &mut stopped_on_threshold);
+        crossings(
+            &dr,
+            &p,
+            &mut seen,
+            &mut hits,
+            &mut stopped_on_threshold,
+            &mut missed,
+        );
         let user_stop = stop.load(Ordering::Relaxed);
         let now = Instant::now();
         let samplers_done = !threads.is_empty()
@@ -428,7 +457,14 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(o.drain_ms.clamp(1, 200)));
         let p = published(&threads);
         dr.drain(&*keep);
-        crossings(&dr, &p, &mut seen, &mut hits, &mut stopped_on_threshold);
+        crossings(
+            &dr,
+            &p,
+            &mut seen,
+            &mut hits,
+            &mut stopped_on_threshold,
+            &mut missed,
+        );
     }
     let mut outcomes = Vec::new();
     for (cpu, _, h) in threads {
@@ -566,6 +602,7 @@ pub fn run(
             threshold_ns: above,
             stopped: stopped_on_threshold,
             hits,
+            missed,
             trace_window_ms: on.window_ns / 1_000_000,
             trace_dropped: dr.ring.as_ref().map_or(0, |r| r.dropped()),
         }),

@@ -272,6 +272,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut ring = a.on.ring::<RawRecord>();
     let mut hits = Vec::new();
     let mut stopped_on_threshold = false;
+    let mut missed = 0u64;
     loop {
         let done = stop.load(Ordering::Relaxed) || end.is_some_and(|e| Instant::now() >= e);
         if !done && last_drain.elapsed() < tick {
@@ -307,6 +308,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 || r.flags & isol_capture::record::REC_NO_DURATION != 0
                 || r.duration_ns < th
             {
+                continue;
+            }
+            if stop.load(Ordering::Relaxed) || end.is_some_and(|e| Instant::now() >= e) {
+                missed += 1;
                 continue;
             }
             let hit = on_threshold(&cap, &ring, &a.on.actions, r);
@@ -350,6 +355,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             threshold_ns,
             stopped: stopped_on_threshold,
             hits,
+            missed,
             trace_window_ms: a.on.trace_window_ms,
             trace_dropped: ring.dropped(),
         }),
