@@ -13,9 +13,9 @@ pub struct OnThreshold {
     /// isol_trace.jsonl); `signal,num=N,pid=P|parent` sends signal N;
     /// `shell,command=CMD` runs CMD with /bin/sh, the event in ISOL_EVENT,
     /// ISOL_CPU, ISOL_START_NS, ISOL_DURATION_NS, ISOL_CAUSE; `continue`
-    /// keeps going (default: stop after the actions). Actions run on a
-    /// housekeeping CPU, from the reader, one drain period after the event
-    /// at most (--drain-ms).
+    /// keeps going (default: stop after the actions). Actions run from
+    /// isol's reader, which isol keeps off the watched CPUs, about one
+    /// --drain-ms period after the event.
     #[arg(long = "on-threshold", value_name = "ACTION")]
     pub actions: Vec<Action>,
     /// How much of the CPU's past the `trace` action writes, in ms.
