@@ -3,9 +3,12 @@
  * on-threshold-rx: the receiving end of bench/on-threshold-lag.sh.
  *   on-threshold-rx           prints CLOCK_MONOTONIC ns once and exits
  *                             (a shell action's start time)
- *   on-threshold-rx --wait    prints "ready", then blocks SIGUSR1 and prints
- *                             CLOCK_MONOTONIC ns at each one received
- *                             (sigwaitinfo: no handler latency)
+ *   on-threshold-rx --wait    prints "ready", then blocks SIGUSR1 and
+ *                             SIGRTMIN and prints CLOCK_MONOTONIC ns at each
+ *                             one received (sigwaitinfo: no handler
+ *                             latency; SIGRTMIN queues, so with `continue`
+ *                             every crossing's signal is one line)
+ *   on-threshold-rx --rtmin   prints SIGRTMIN's number
  */
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +24,10 @@ static unsigned long long mono(void)
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "--rtmin")) {
+		printf("%d\n", SIGRTMIN);
+		return 0;
+	}
 	if (argc < 2 || strcmp(argv[1], "--wait")) {
 		printf("%llu\n", mono());
 		return 0;
@@ -28,6 +35,7 @@ int main(int argc, char **argv)
 	sigset_t s;
 	sigemptyset(&s);
 	sigaddset(&s, SIGUSR1);
+	sigaddset(&s, SIGRTMIN);
 	sigaddset(&s, SIGTERM);
 	sigprocmask(SIG_BLOCK, &s, NULL);
 	setvbuf(stdout, NULL, _IOLBF, 0);

@@ -139,7 +139,7 @@ impl Drainer {
 
 /// Runs the actions for a gap on `cpu` of `[start_ns, start_ns + len_ns)`
 /// (monotonic). The cause is what the capture saw inside it, `hw` if
-/// nothing; the trace is the CPU's window up to the gap, then the gap.
+/// nothing (unknown without the capture); the trace is the CPU's window up to the gap, then the gap.
 fn gap_actions(dr: &Drainer, on: &OnThreshold, cpu: u32, start_ns: u64, len_ns: u64) -> Hit {
     let end = start_ns + len_ns;
     let inside: Vec<RawRecord> = dr
@@ -170,7 +170,8 @@ fn gap_actions(dr: &Drainer, on: &OnThreshold, cpu: u32, start_ns: u64, len_ns: 
             }
             s
         }
-        _ => "hw".to_string(),
+        Some(_) => "hw".to_string(),
+        None => "unknown (no attribution)".to_string(),
     };
     let event = Event {
         kind: "gap",
