@@ -442,3 +442,59 @@ fn watch_with_continue_acts_on_every_crossing_and_still_ends_on_time() {
         .collect();
     assert_eq!(logged, starts);
 }
+
+#[test]
+fn noise_with_continue_keeps_measuring_after_the_actions() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    // The injected 3 ms stall crosses 500 us at 300 ms; the loop must go on
+    // to -D 2 and run the shell once per crossing.
+    let (stdout, _) = isol_run(
+        "noise",
+        &[
+            "-c",
+            "1",
+            "-D",
+            "2",
+            "-s",
+            "500",
+            "--inject-stall",
+            "300:3000",
+            "--json",
+            "--on-threshold",
+            &format!(
+                "shell,command=echo \"$ISOL_DURATION_NS\" >> {}",
+                log.display()
+            ),
+            "--on-threshold",
+            "continue",
+        ],
+        dir.path(),
+        Duration::from_secs(60),
+    );
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    let on = &r["on_threshold"];
+    assert_eq!(on["stopped"], false, "{on}");
+    assert!(
+        r["stopped"].is_null(),
+        "the loop stopped at a gap: {}",
+        r["stopped"]
+    );
+    assert!(r["duration_s"].as_f64().unwrap() >= 2.0);
+    let hits = on["hits"].as_array().unwrap();
+    assert!(!hits.is_empty(), "{on}");
+    assert!(hits
+        .iter()
+        .any(|h| h["event"]["duration_ns"].as_u64().unwrap() >= 3_000_000));
+    let logged: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let durations: Vec<String> = hits
+        .iter()
+        .map(|h| h["event"]["duration_ns"].to_string())
+        .collect();
+    assert_eq!(logged, durations);
+}

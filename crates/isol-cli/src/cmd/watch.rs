@@ -512,6 +512,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn threshold_us_is_a_non_negative_number_of_microseconds() {
+        assert_eq!(parse_threshold_us("2.5").unwrap(), 2.5);
+        assert_eq!(parse_threshold_us("0").unwrap(), 0.0);
+        for bad in ["-1", "5us", "inf", ""] {
+            assert!(parse_threshold_us(bad)
+                .unwrap_err()
+                .contains(&format!("{bad:?}")));
+        }
+    }
+
+    #[test]
+    fn on_threshold_options_parse_and_a_bad_action_is_refused() {
+        use clap::Parser;
+        let cli = crate::Cli::try_parse_from([
+            "isol",
+            "watch",
+            "--threshold-us",
+            "20",
+            "--on-threshold",
+            "trace",
+            "--on-threshold",
+            "signal,num=USR2,pid=parent",
+            "--on-threshold",
+            "continue",
+        ])
+        .unwrap();
+        let crate::Command::Watch(a) = cli.cmd else {
+            panic!("not watch")
+        };
+        assert_eq!(a.threshold_us, Some(20.0));
+        assert_eq!(a.on.actions.len(), 3);
+        assert!(!a.on.stops() && a.on.traces());
+        assert_eq!(a.on.trace_window_ms, 500);
+        let e = crate::Cli::try_parse_from(["isol", "watch", "--on-threshold", "shell"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("command=CMD is missing"), "{e}");
+    }
+
+    #[test]
     fn break_on_accepts_presets_and_class_lists() {
         assert_eq!(parse_break_on("async").unwrap().0, Class::ASYNC.to_vec());
         assert!(parse_break_on("all").unwrap().0.contains(&Class::Syscall));
