@@ -14,6 +14,7 @@ pub mod ksyms;
 pub mod page;
 pub mod record;
 pub mod strict;
+pub mod threshold;
 
 pub use capture::{Capture, Options};
 pub use cause::{Class, Kind};

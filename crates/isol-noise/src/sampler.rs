@@ -63,6 +63,10 @@ pub struct Shared {
     gap_ticks: Box<[AtomicU64]>,
     /// Calibration, set before `running`.
     pub hz_bits: AtomicU64,
+    /// The calibration's (TSC, monotonic ns) origin, set before `running`:
+    /// the reader dates gaps while the loop runs (--on-threshold).
+    pub clock_tsc0: AtomicU64,
+    pub clock_mono0: AtomicU64,
     /// The sampler thread's tid (for its schedstat), set before `running`.
     pub tid: AtomicU32,
 }
@@ -88,6 +92,8 @@ impl Shared {
             gap_start: mk(),
             gap_ticks: mk(),
             hz_bits: AtomicU64::new(0),
+            clock_tsc0: AtomicU64::new(0),
+            clock_mono0: AtomicU64::new(0),
             tid: AtomicU32::new(0),
         })
     }
@@ -102,6 +108,15 @@ impl Shared {
 
     pub fn hz(&self) -> f64 {
         f64::from_bits(self.hz_bits.load(Ordering::Relaxed))
+    }
+
+    /// The loop's clock, once `running`.
+    pub fn clock(&self) -> Clock {
+        Clock {
+            tsc0: self.clock_tsc0.load(Ordering::Relaxed),
+            mono0: self.clock_mono0.load(Ordering::Relaxed),
+            hz: self.hz(),
+        }
     }
 }
 
@@ -162,6 +177,8 @@ pub fn run(cfg: &Config, sh: &Shared) -> Result<Outcome> {
     // Calibrate on the CPU itself; doubles as the pre-heat.
     let cal = Clock::calibrate(50);
     sh.hz_bits.store(cal.hz.to_bits(), Ordering::Relaxed);
+    sh.clock_tsc0.store(cal.tsc0, Ordering::Relaxed);
+    sh.clock_mono0.store(cal.mono0, Ordering::Relaxed);
     let mut hist = vec![0u64; cfg.buckets.max(1)];
     let mut fine = LogLinear::default();
     let last_bucket = hist.len() - 1;

@@ -10,6 +10,7 @@ use crate::report::{self, CaptureInfo, Context, Report, Stop};
 use crate::sampler::{self, Shared};
 use anyhow::{bail, Context as _, Result};
 use isol_capture::record::RawRecord;
+use isol_capture::threshold::{run_actions, Action, Event, Hit, Ring};
 use isol_capture::{Capture, Options};
 use isol_cpulist::CpuSet;
 use isol_system::{Root, SystemModel};
@@ -49,7 +50,29 @@ pub struct SessionOptions {
     pub worst: usize,
     pub ring_bytes: u32,
     pub drain_ms: u64,
+    /// rtla's --on-threshold: actions for a gap above the sampler's
+    /// `stop_above_ns` (synthetic mode only).
+    pub on_threshold: Option<OnThreshold>,
 }
+
+#[derive(Debug, Clone)]
+pub struct OnThreshold {
+    pub actions: Vec<Action>,
+    /// What the `trace` action writes: this much of the CPU's past.
+    pub window_ns: u64,
+    /// Bound of the trace ring per CPU.
+    pub ring_bytes_per_cpu: usize,
+}
+
+impl OnThreshold {
+    fn stops(&self) -> bool {
+        !self.actions.contains(&Action::Continue)
+    }
+}
+
+/// The gap's mapping from TSC to monotonic time may be off by a few µs:
+/// the trace takes records that end this long after the gap.
+const GAP_SLACK_NS: u64 = 20_000;
 
 /// Live state for a progress line, once a second.
 #[derive(Debug, Clone)]
@@ -95,6 +118,8 @@ struct Drainer {
     cap: Option<Capture>,
     records: Vec<RawRecord>,
     total: u64,
+    /// The last moments of each CPU, for the `trace` action.
+    ring: Option<Ring<RawRecord>>,
 }
 
 impl Drainer {
@@ -102,9 +127,79 @@ impl Drainer {
         if let Some(c) = self.cap.as_mut() {
             let raws = c.drain_raw();
             self.total += raws.len() as u64;
-            self.records.extend(raws.into_iter().filter(|r| keep(r)));
+            for r in raws.into_iter().filter(|r| keep(r)) {
+                if let Some(ring) = self.ring.as_mut() {
+                    ring.push(r);
+                }
+                self.records.push(r);
+            }
         }
     }
+}
+
+/// Runs the actions for a gap on `cpu` of `[start_ns, start_ns + len_ns)`
+/// (monotonic). The cause is what the capture saw inside it, `hw` if
+/// nothing (unknown without the capture); the trace is the CPU's window up to the gap, then the gap.
+fn gap_actions(dr: &Drainer, on: &OnThreshold, cpu: u32, start_ns: u64, len_ns: u64) -> Hit {
+    let end = start_ns + len_ns;
+    let inside: Vec<RawRecord> = dr
+        .records
+        .iter()
+        .rev()
+        .take_while(|r| r.start_ns + on.window_ns + GAP_SLACK_NS >= start_ns)
+        .filter(|r| r.cpu == cpu && r.start_ns < end && r.start_ns + r.duration_ns > start_ns)
+        .copied()
+        .collect();
+    // The distinct causes inside, oldest first: a preempted loop can hold
+    // hundreds of records.
+    let cause = match dr.cap.as_ref() {
+        Some(c) if !inside.is_empty() => {
+            let mut names: Vec<String> = Vec::new();
+            for r in inside.iter().rev() {
+                let k = c.resolver.cause(&r.primary);
+                let n = format!("{} {} {}", k.class.name(), k.kind.name(), k.detail);
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+            let more = names.len().saturating_sub(4);
+            names.truncate(4);
+            let mut s = names.join(", ");
+            if more > 0 {
+                s += &format!(" and {more} more");
+            }
+            s
+        }
+        Some(_) => "hw".to_string(),
+        None => "unknown (no attribution)".to_string(),
+    };
+    let event = Event {
+        kind: "gap",
+        cpu,
+        start_ns,
+        duration_ns: len_ns,
+        cause,
+    };
+    let mut lines = || {
+        let mut out: Vec<String> = match (dr.ring.as_ref(), dr.cap.as_ref()) {
+            (Some(ring), Some(c)) => ring
+                .window(cpu, end + GAP_SLACK_NS)
+                .iter()
+                .filter_map(|r| {
+                    let mut v = serde_json::to_value(c.resolve(r)).ok()?;
+                    v["type"] = "interruption".into();
+                    Some(v.to_string())
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut gap = serde_json::to_value(&event).unwrap_or_default();
+        gap["type"] = "gap".into();
+        gap["crossed"] = true.into();
+        out.push(gap.to_string());
+        out
+    };
+    run_actions(&on.actions, &event, &mut lines)
 }
 
 pub fn run(
@@ -151,10 +246,21 @@ pub fn run(
         bail!("--pid needs the capture engine");
     }
     let attached = cap.as_ref().map(|c| c.attached.len()).unwrap_or(0);
+    let on = match &o.mode {
+        Mode::Synthetic { sampler, .. } => o.on_threshold.clone().zip(sampler.stop_above_ns),
+        Mode::Pid { .. } => None,
+    };
+    let traces = on
+        .as_ref()
+        .is_some_and(|(on, _)| on.actions.iter().any(|a| matches!(a, Action::Trace { .. })));
     let mut dr = Drainer {
         cap,
         records: Vec::new(),
         total: 0,
+        ring: on
+            .as_ref()
+            .filter(|_| traces)
+            .map(|(on, _)| Ring::with_bytes(on.window_ns, on.ring_bytes_per_cpu)),
     };
     let keep_cpus = cpus.clone();
     let keep: Box<dyn Fn(&RawRecord) -> bool> = match pid {
@@ -168,6 +274,11 @@ pub fn run(
         for cpu in cpus.iter() {
             let mut cfg = base.clone();
             cfg.cpu = cpu;
+            // With `continue` the loop goes on past the threshold; the
+            // reader finds the gaps above it and runs the actions.
+            if on.as_ref().is_some_and(|(on, _)| !on.stops()) {
+                cfg.stop_above_ns = None;
+            }
             cfg.duration_ns = o.duration.map(|d| d.as_nanos() as u64);
             let sh = Shared::new(cfg.max_gaps);
             let sh2 = sh.clone();
@@ -203,10 +314,77 @@ pub fn run(
             }
         }
     };
+    // Per sampler, the gaps already looked at; then the crossings.
+    let mut seen = vec![0usize; threads.len()];
+    let mut hits: Vec<Hit> = Vec::new();
+    let mut stopped_on_threshold = false;
+    // Gaps published before a drain have their records in that drain: the
+    // kernel emits a record before the loop resumes and publishes the gap.
+    let mut missed = 0u64;
+    let crossings = |dr: &Drainer,
+                     published: &[usize],
+                     seen: &mut [usize],
+                     hits: &mut Vec<Hit>,
+                     stopped: &mut bool,
+                     missed: &mut u64| {
+        let Some((on, above)) = on.as_ref() else {
+            return;
+        };
+        for (i, (cpu, sh, _)) in threads.iter().enumerate() {
+            if *stopped || !sh.running.load(Ordering::Acquire) {
+                continue;
+            }
+            // Refit from the loop's origin to now: exact at both ends.
+            let c = clock::Clock::fit(
+                (
+                    sh.clock_tsc0.load(Ordering::Relaxed),
+                    sh.clock_mono0.load(Ordering::Relaxed),
+                ),
+                clock::pair(),
+            );
+            while seen[i] < published[i].min(sh.ngaps.load(Ordering::Acquire)) {
+                let (s, l) = sh.gap(seen[i]);
+                seen[i] += 1;
+                let len = c.ns(l);
+                if len > *above {
+                    // With `continue`, actions never hold the end of the run
+                    // (a flood of crossings): later ones are counted. Without
+                    // it one crossing runs them, even the gap that ended it.
+                    if !on.stops()
+                        && (stop.load(Ordering::Relaxed)
+                            || end.is_some_and(|e| Instant::now() >= e))
+                    {
+                        *missed += 1;
+                        continue;
+                    }
+                    hits.push(gap_actions(dr, on, *cpu, c.mono(s), len));
+                    if on.stops() {
+                        *stopped = true;
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let published = |threads: &[(u32, std::sync::Arc<Shared>, _)]| -> Vec<usize> {
+        threads
+            .iter()
+            .map(|(_, sh, _)| sh.ngaps.load(Ordering::Acquire))
+            .collect()
+    };
     loop {
         std::thread::sleep(tick);
         sample_runq(&mut runq);
+        let p = published(&threads);
         dr.drain(&*keep);
+        crossings(
+            &dr,
+            &p,
+            &mut seen,
+            &mut hits,
+            &mut stopped_on_threshold,
+            &mut missed,
+        );
         let user_stop = stop.load(Ordering::Relaxed);
         let now = Instant::now();
         let samplers_done = !threads.is_empty()
@@ -256,7 +434,12 @@ pub fn run(
         if user_stop {
             interrupted = true;
         }
-        if user_stop || samplers_done || pid_gone || end.is_some_and(|e| now >= e) {
+        if user_stop
+            || samplers_done
+            || stopped_on_threshold
+            || pid_gone
+            || end.is_some_and(|e| now >= e)
+        {
             break;
         }
     }
@@ -265,6 +448,25 @@ pub fn run(
         sh.stop.store(true, Ordering::Relaxed);
     }
     sample_runq(&mut runq);
+    if on.is_some() && !stopped_on_threshold {
+        // The gap that stopped a sampler may have come after the last
+        // look: once they have all ended, look at their last gaps.
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while !threads.iter().all(|t| t.2.is_finished()) && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(o.drain_ms.clamp(1, 200)));
+        let p = published(&threads);
+        dr.drain(&*keep);
+        crossings(
+            &dr,
+            &p,
+            &mut seen,
+            &mut hits,
+            &mut stopped_on_threshold,
+            &mut missed,
+        );
+    }
     let mut outcomes = Vec::new();
     for (cpu, _, h) in threads {
         let out = h
@@ -397,5 +599,13 @@ pub fn run(
         capture,
         per_cpu,
         notes,
+        on_threshold: on.map(|(on, above)| isol_capture::threshold::Summary {
+            threshold_ns: above,
+            stopped: stopped_on_threshold,
+            hits,
+            missed,
+            trace_window_ms: on.window_ns / 1_000_000,
+            trace_dropped: dr.ring.as_ref().map_or(0, |r| r.dropped()),
+        }),
     })
 }

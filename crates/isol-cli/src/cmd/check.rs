@@ -156,6 +156,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         worst: 10,
         ring_bytes: 8 << 20,
         drain_ms: 50,
+        on_threshold: None,
     };
     if !a.json {
         println!("isol check: measuring {chosen} for {:.0} s ...", a.duration);

@@ -33,9 +33,15 @@ pub struct Args {
     #[arg(short = 'T', long, default_value_t = 5.0)]
     threshold: f64,
     /// Stop at the first gap above this many microseconds, keeping the
-    /// trace of the moments before it.
+    /// trace of the moments before it; the threshold of --on-threshold.
     #[arg(short = 's', long)]
     stop_above: Option<f64>,
+    #[command(flatten)]
+    on: super::args::OnThreshold,
+    /// How often records are drained from the ring buffer and gaps looked
+    /// at, in ms (the most --on-threshold waits before acting).
+    #[arg(long, default_value_t = 50)]
+    drain_ms: u64,
     /// Histogram bucket width in ns (oslat -W).
     #[arg(short = 'W', long, default_value_t = 1000)]
     bucket_width: u64,
@@ -112,6 +118,14 @@ pub fn ctrl_c() -> Result<Arc<AtomicBool>> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    if !a.on.actions.is_empty() {
+        if a.stop_above.is_none() {
+            bail!("--on-threshold needs --stop-above US: the gap that runs the actions");
+        }
+        if a.pid.is_some() {
+            bail!("--on-threshold needs the measuring loop: it acts on gaps, and --pid has none");
+        }
+    }
     let mode = match a.pid {
         Some(pid) => Mode::Pid {
             pid,
@@ -155,7 +169,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         params: Params::default(),
         worst: a.worst,
         ring_bytes: a.buffer_kb.saturating_mul(1024),
-        drain_ms: 50,
+        drain_ms: a.drain_ms,
+        on_threshold: (!a.on.actions.is_empty()).then(|| session::OnThreshold {
+            actions: a.on.actions.clone(),
+            window_ns: a.on.trace_window_ms.saturating_mul(1_000_000),
+            ring_bytes_per_cpu: a.on.trace_buffer_kb.saturating_mul(1024),
+        }),
     };
     let stop = ctrl_c()?;
     if !a.json && a.duration.is_none() {
@@ -164,6 +183,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let report = session::run(&opts, &stop, &mut progress_printer())?;
     if std::io::stderr().is_terminal() {
         eprintln!();
+    }
+    for h in report.on_threshold.iter().flat_map(|t| &t.hits) {
+        eprintln!("isol: {}", h.describe());
     }
     print(&report, a.json, a.histogram)?;
     if let Some(p) = &a.html {

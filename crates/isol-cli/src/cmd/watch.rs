@@ -4,6 +4,8 @@
 
 use crate::output::json;
 use anyhow::Result;
+use isol_capture::record::RawRecord;
+use isol_capture::threshold::{run_actions, Action, Event, Ring};
 use isol_capture::{Aggregate, Capture, Class, Options, StrictConfig};
 use isol_cpulist::CpuSet;
 use isol_system::Root;
@@ -59,6 +61,13 @@ pub struct Args {
     /// How often records are drained from the ring buffer, in ms.
     #[arg(long, default_value_t = 50)]
     drain_ms: u64,
+    /// An interruption at least this long (µs) reaches the threshold: the
+    /// --on-threshold actions run, then watch stops (unless `continue`).
+    /// Only interruptions that start after the capture is attached count.
+    #[arg(long, value_name = "US", value_parser = parse_threshold_us)]
+    threshold_us: Option<f64>,
+    #[command(flatten)]
+    on: super::args::OnThreshold,
     /// Address of a u64 in the strict task read at the break (a loop
     /// counter, to prove how far the task got).
     #[arg(long, value_parser = parse_addr, hide = true)]
@@ -83,6 +92,13 @@ fn parse_break_on(s: &str) -> Result<BreakOn, String> {
             .collect::<Result<Vec<_>, _>>()?,
     };
     Ok(BreakOn(classes))
+}
+
+fn parse_threshold_us(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?}: not a duration in µs (e.g. 20 or 2.5)")),
+    }
 }
 
 fn parse_addr(s: &str) -> Result<u64, String> {
@@ -122,6 +138,10 @@ struct Summary<'a> {
     /// Per watched CPU, the vectors isol counted beside the kernel's own
     /// counts over the same run: nothing lost silently.
     vectors: Vec<isol_capture::capture::VectorCheck>,
+    /// The threshold, its crossings and the actions they ran (with
+    /// --threshold-us).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_threshold: Option<isol_capture::threshold::Summary>,
     /// Per watched CPU, whether the tick stopped and, if it kept running,
     /// why (timer:tick_stop's dependencies); empty where the kernel does
     /// not tell (no such tracepoint, or a CPU that is not nohz_full).
@@ -171,6 +191,12 @@ fn tick_facts(cap: &Capture, cpus: &CpuSet, t0_ns: u64) -> Vec<TickFact> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    if !a.on.actions.is_empty() && a.threshold_us.is_none() {
+        anyhow::bail!(
+            "--on-threshold needs --threshold-us US: the interruption length that runs the actions"
+        );
+    }
+    let threshold_ns = a.threshold_us.map(|us| (us * 1000.0) as u64);
     let root = Root::default();
     let mut nohz_full = CpuSet::new();
     let cpus = match (&a.cpus, a.pid) {
@@ -242,6 +268,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     // Drain often so bursts fit the ring; redraw every `period`.
     let tick = Duration::from_millis(a.drain_ms.max(1));
     let mut out = std::io::stdout().lock();
+    let tracing = a.on.traces();
+    let mut ring = a.on.ring::<RawRecord>();
+    let mut hits = Vec::new();
+    let mut stopped_on_threshold = false;
+    let mut missed = 0u64;
     loop {
         let done = stop.load(Ordering::Relaxed) || end.is_some_and(|e| Instant::now() >= e);
         if !done && last_drain.elapsed() < tick {
@@ -265,6 +296,36 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
             out.flush()?;
         }
+        for r in &raws {
+            if tracing {
+                ring.push(*r);
+            }
+            let Some(th) = threshold_ns else { continue };
+            // Records of isol's own attach (text patching IPIs) start
+            // before t0 and never trigger; point events have no length.
+            if stopped_on_threshold
+                || r.start_ns < t0_ns
+                || r.flags & isol_capture::record::REC_NO_DURATION != 0
+                || r.duration_ns < th
+            {
+                continue;
+            }
+            if stop.load(Ordering::Relaxed) || end.is_some_and(|e| Instant::now() >= e) {
+                missed += 1;
+                continue;
+            }
+            let hit = on_threshold(&cap, &ring, &a.on.actions, r);
+            eprintln!("isol: {}", hit.describe());
+            if a.events {
+                let mut v = serde_json::to_value(&hit)?;
+                v["type"] = "threshold".into();
+                writeln!(out, "{v}")?;
+                out.flush()?;
+            }
+            hits.push(hit);
+            stopped_on_threshold = a.on.stops();
+        }
+        let done = done || stopped_on_threshold;
         if live && (done || last_draw.elapsed() >= period) {
             write!(out, "\x1b[H\x1b[2J{}", table(&cap, t0.elapsed(), records))?;
             out.flush()?;
@@ -290,6 +351,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         summary: cap.aggregates(),
         breaks: cap.breaks(),
         sources: &cap.sources,
+        on_threshold: threshold_ns.map(|threshold_ns| isol_capture::threshold::Summary {
+            threshold_ns,
+            stopped: stopped_on_threshold,
+            hits,
+            missed,
+            trace_window_ms: a.on.trace_window_ms,
+            trace_dropped: ring.dropped(),
+        }),
         vectors,
         tick,
     };
@@ -316,6 +385,49 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the actions for the record `r` that reached the threshold; the
+/// trace holds the CPU's window up to it, as `--events` prints records,
+/// `r` itself marked `"crossed": true`.
+fn on_threshold(
+    cap: &Capture,
+    ring: &Ring<RawRecord>,
+    actions: &[Action],
+    r: &RawRecord,
+) -> isol_capture::threshold::Hit {
+    let rec = cap.resolve(r);
+    let c = &rec.cause;
+    let event = Event {
+        kind: "interruption",
+        cpu: r.cpu,
+        start_ns: r.start_ns,
+        duration_ns: r.duration_ns,
+        cause: format!("{} {} {}", c.class.name(), c.kind.name(), c.detail),
+    };
+    let mut lines = || {
+        let mut w = ring.window(r.cpu, event.end_ns());
+        // Without a trace ring (no `trace` action) nothing is asked; with
+        // one, the crossing record is in it unless the bound is tiny.
+        if !w.iter().any(|x| same(x, r)) {
+            w.push(*r);
+        }
+        w.iter()
+            .filter_map(|x| {
+                let mut v = serde_json::to_value(cap.resolve(x)).ok()?;
+                v["type"] = "interruption".into();
+                if same(x, r) {
+                    v["crossed"] = true.into();
+                }
+                Some(v.to_string())
+            })
+            .collect()
+    };
+    run_actions(actions, &event, &mut lines)
+}
+
+fn same(a: &RawRecord, b: &RawRecord) -> bool {
+    (a.cpu, a.start_ns, a.duration_ns, a.tid) == (b.cpu, b.start_ns, b.duration_ns, b.tid)
 }
 
 fn ns(v: u64) -> String {
@@ -398,6 +510,47 @@ fn max_rss_kb() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threshold_us_is_a_non_negative_number_of_microseconds() {
+        assert_eq!(parse_threshold_us("2.5").unwrap(), 2.5);
+        assert_eq!(parse_threshold_us("0").unwrap(), 0.0);
+        for bad in ["-1", "5us", "inf", ""] {
+            assert!(parse_threshold_us(bad)
+                .unwrap_err()
+                .contains(&format!("{bad:?}")));
+        }
+    }
+
+    #[test]
+    fn on_threshold_options_parse_and_a_bad_action_is_refused() {
+        use clap::Parser;
+        let cli = crate::Cli::try_parse_from([
+            "isol",
+            "watch",
+            "--threshold-us",
+            "20",
+            "--on-threshold",
+            "trace",
+            "--on-threshold",
+            "signal,num=USR2,pid=parent",
+            "--on-threshold",
+            "continue",
+        ])
+        .unwrap();
+        let crate::Command::Watch(a) = cli.cmd else {
+            panic!("not watch")
+        };
+        assert_eq!(a.threshold_us, Some(20.0));
+        assert_eq!(a.on.actions.len(), 3);
+        assert!(!a.on.stops() && a.on.traces());
+        assert_eq!(a.on.trace_window_ms, 500);
+        let e = crate::Cli::try_parse_from(["isol", "watch", "--on-threshold", "shell"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("command=CMD is missing"), "{e}");
+    }
 
     #[test]
     fn break_on_accepts_presets_and_class_lists() {

@@ -44,6 +44,9 @@ pub struct Report {
     pub per_cpu: Vec<CpuReport>,
     /// Things the reader should know (no attribution, chosen CPU, ...).
     pub notes: Vec<String>,
+    /// --on-threshold: the gaps above --stop-above and the actions run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_threshold: Option<isol_capture::threshold::Summary>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -144,6 +144,7 @@ pub(crate) fn made_up() -> Report {
         capture: None,
         per_cpu: vec![cpu],
         notes: vec![],
+        on_threshold: None,
     }
 }
 
