@@ -98,11 +98,39 @@ fn watch_idle_tlb_and_strict_on_nohz_full() {
         .iter()
         .find(|r| r["strict_break"] == true)
         .unwrap_or_else(|| panic!("no record flagged strict_break: {b}"));
-    eprintln!("break record: {rec}");
     assert_eq!(b["cpu"], 1);
     assert_eq!(b["signal"], 9);
     assert_eq!(b["cause"]["class"], "ipi", "{b}");
     assert_eq!(b["cause"]["detail"], "flush_tlb_func", "{b}");
+    // The whole break: the IPI, then the function it ran, and who sent
+    // it; the record the ring carried says the same.
+    let links = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v["chain"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no chain: {v}"))
+            .iter()
+            .map(|c| {
+                (
+                    c["kind"].as_str().unwrap().to_string(),
+                    c["detail"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let chain = links(b);
+    let f = chain
+        .iter()
+        .position(|(k, d)| k == "csd_function" && d == "flush_tlb_func")
+        .unwrap_or_else(|| panic!("flush_tlb_func not in the break's chain: {b}"));
+    assert!(f > 0 && chain[f - 1].0.starts_with("call_function"), "{b}");
+    assert_eq!(b["sender"]["cpu"], 0, "{b}");
+    assert_eq!(b["sender"]["comm"], "noisegen", "{b}");
+    assert_eq!(b["sender"]["function"], "flush_tlb_func", "{b}");
+    assert_eq!(links(rec)[..=f], chain[..=f], "record {rec}\nbreak {b}");
+    assert_eq!(
+        rec["sender"]["pid"], b["sender"]["pid"],
+        "record {rec}\nbreak {b}"
+    );
     let counter: u64 = out.section("counter").unwrap().text.trim().parse().unwrap();
     assert!(counter > 0);
     assert_eq!(

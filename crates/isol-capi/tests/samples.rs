@@ -118,7 +118,8 @@ fn samples_build_with_pkg_config_and_run_in_process() {
     assert!(t.contains("\"registered\":true"), "{t}");
     // The tick cannot stop on a CPU outside nohz_full=, and the report says why.
     assert!(t.contains("not_nohz_full"), "{t}");
-    assert!(t.contains("computation: breaks="), "{t}");
+    // The breaks are known (counted by the watcher), never "unknown".
+    assert!(breaks_of(&t, "computation").is_some(), "{t}");
 
     let o = run(&build("oneshot"), &["-c", "1", "-t", "0.5", "-e", "2"], &[]);
     let t = text(&o);
@@ -131,8 +132,31 @@ fn samples_build_with_pkg_config_and_run_in_process() {
     let o = run(&build("userloop"), &["-c", "1", "-t", "0.3", "-S"], &[]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
-    // Persistent: the breaks (ticks here) are counted, not fatal.
+    // Persistent: the breaks (ticks here) are counted, not fatal, and
+    // the library names the last one whole (its chain leads with it).
     assert!(t.contains("userloop: iterations="), "{t}");
+    if breaks_of(&t, "userloop").unwrap_or_else(|| panic!("{t}")) > 0 {
+        let last = t
+            .split("last=\"")
+            .nth(1)
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap();
+        let chain = t
+            .lines()
+            .find_map(|l| l.strip_prefix("userloop: chain: "))
+            .unwrap_or_else(|| panic!("no chain: {t}"));
+        assert!(chain.starts_with(&format!("{last}:")), "{t}");
+    }
+}
+
+/// N of "WHO: breaks=N", None for anything else (such as "unknown").
+fn breaks_of(t: &str, who: &str) -> Option<u64> {
+    let l = t
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{who}: breaks=")))?;
+    l.split_whitespace().next()?.parse().ok()
 }
 
 #[test]
