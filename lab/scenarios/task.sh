@@ -50,6 +50,10 @@ section tlbbreak cat /tmp/tlbbreak.out
 # Persistent, with the same storm: the loop reads its status page (plain
 # loads) and sees the breaks arrive, with their chain and sender.
 section pagewatch userloop -c 1 -f 10 -t 2 -X -W
+# Logging from the isolated loop (no syscall there): the drain thread on
+# CPU 0 writes it out.
+ISOL_LOG_FILE=/tmp/loop.log userloop -c 1 -f 10 -t 2 -L -r >/tmp/logloop.out 2>&1
+section logloop cat /tmp/logloop.out /tmp/loop.log
 section computation computation -c 1 -f 10 -n 200000 -r
 section oneshot oneshot -c 1 -f 10 -t 2 -e 3
 section persistent_events oneshot -c 1 -f 10 -t 2 -e 3 -p

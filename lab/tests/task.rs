@@ -137,6 +137,24 @@ fn samples_strict_oneshot_fork_and_tick_dependency_on_nohz_full() {
         "{s}"
     );
 
+    // Logged from the loop: every line stamped with the task's id, in
+    // order, none dropped.
+    let s = out.section("logloop").unwrap().text;
+    let tid = report(&s)["tid"].as_u64().unwrap();
+    let logged: Vec<&str> = s
+        .lines()
+        .filter(|l| l.contains("] userloop: iteration "))
+        .collect();
+    assert!(logged.len() >= 2, "{s}");
+    let mut prev = None;
+    for l in &logged {
+        assert!(l.contains(&format!(" {tid}] ")), "{l}");
+        let n: u64 = l.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(prev.is_none_or(|p| n > p), "out of order: {s}");
+        prev = Some(n);
+    }
+    assert!(!s.contains("dropped"), "{s}");
+
     // The computation ran isolated, then wrote its result.
     let c = out.section("computation").unwrap().text;
     assert_eq!(report(&c)["tick"]["stopped"], true, "{c}");

@@ -16,6 +16,8 @@
  *            [-u]        loop until SIGUSR2 arrives (caught), not for -t
  *                        seconds (-S still calls at -t/2): an observer
  *                        however slow sees the task isolated, then ends it
+ *            [-L]        log from the loop (isol_logf: no syscall) every
+ *                        2^22 iterations; the drain thread writes it out
  *            [-W]        watch the status page from the loop (plain loads,
  *                        no syscall): prints what it saw at the end
  *            [-X]        a thread on CPU 0 maps and unmaps a page in a loop
@@ -76,7 +78,7 @@ static void *storm(void *arg)
 }
 
 /* -W: the page as the loop last read it, and how often its count moved. */
-static int watch_page;
+static int watch_page, log_loop;
 static struct isol_status page_seen = { .size = sizeof(page_seen) };
 static uint64_t page_changes;
 
@@ -88,6 +90,8 @@ static uint64_t spin(double seconds, int syscall_half_way)
 	double t;
 	while (((t = now_s()) < end || (until_stopped && !got_stop)) && !got_signal) {
 		n++;
+		if (log_loop && (n & ((1u << 22) - 1)) == 0)
+			isol_logf("userloop: iteration %llu", (unsigned long long)n);
 		if (watch_page) {
 			uint32_t before = page_seen.breaks;
 			if (isol_status_read(&page_seen) == 0 && page_seen.breaks != before)
@@ -107,7 +111,7 @@ int main(int argc, char **argv)
 	int sys = 0, strict = 0, own = 0, ptimer = 0, forks = 0, tlb = 0, c;
 	pthread_t storm_thread;
 	long timer_ms = -1;
-	while ((c = getopt(argc, argv, "c:f:t:rSsoPFT:XWu")) != -1) {
+	while ((c = getopt(argc, argv, "c:f:t:rSsoPFT:XWuL")) != -1) {
 		switch (c) {
 		case 'c': o.cpu = atoi(optarg); break;
 		case 'f': o.fifo = atoi(optarg); break;
@@ -121,6 +125,7 @@ int main(int argc, char **argv)
 		case 'T': timer_ms = atol(optarg); break;
 		case 'X': tlb = 1; break;
 		case 'W': watch_page = 1; break;
+		case 'L': log_loop = 1; break;
 		case 'u': until_stopped = 1; signal(SIGUSR2, on_stop); break;
 		default: return 2;
 		}
@@ -197,6 +202,8 @@ int main(int argc, char **argv)
 
 	if (watch_page && isol_status_page())
 		die("isol_status_page");
+	if (log_loop && isol_log_init(0))
+		die("isol_log_init");
 	storm_go = 1;
 	uint64_t n = spin(o.seconds, sys);
 	if (tlb) {
@@ -205,6 +212,8 @@ int main(int argc, char **argv)
 		printf("storm: tid=%d\n", (int)storm_tid);
 	}
 	/* Everything below makes syscalls: report after the loop. */
+	if (log_loop)
+		isol_log_flush();
 	if (o.report)
 		print_report();
 	if (got_signal)

@@ -10,7 +10,7 @@
 use isol_task::{Config, Inherit, Quiesce, Strict};
 use libc::{c_char, c_int, size_t};
 use std::cell::RefCell;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
 /// Quiesce the per-CPU VM statistics (the kernel patch's ISOL_F_QUIESCE_VMSTATS).
 pub const ISOL_QUIESCE_VMSTAT: u64 = 1 << 0;
@@ -256,6 +256,50 @@ pub unsafe extern "C" fn isol_status_read(s: *mut isol_status) -> c_int {
         std::ptr::copy_nonoverlapping(&out as *const isol_status as *const u8, s as *mut u8, n);
         0
     })
+}
+
+/// Give the calling thread a log ring of `bytes` (0: 1 MiB) for
+/// isol_log(), and start the drain thread (stderr, or the file
+/// ISOL_LOG_FILE names). Call before the isolated loop. 0, or <0.
+#[no_mangle]
+pub extern "C" fn isol_log_init(bytes: size_t) -> c_int {
+    let bytes = if bytes == 0 { 1 << 20 } else { bytes };
+    match isol_task::log::init(bytes) {
+        Ok(()) => ok(),
+        Err(e) => fail(e),
+    }
+}
+
+/// Log `msg` from an isolated loop: no system call, no allocation, no
+/// lock. 0; -ENOBUFS if the ring was full (the drop is counted and
+/// reported by the drain thread); -ENOENT without isol_log_init().
+#[no_mangle]
+pub unsafe extern "C" fn isol_log(msg: *const c_char) -> c_int {
+    if msg.is_null() {
+        return -libc::EINVAL;
+    }
+    let m = CStr::from_ptr(msg).to_bytes();
+    // Lossy for non-UTF-8 bytes, without allocating: the valid prefix.
+    let text = match std::str::from_utf8(m) {
+        Ok(t) => t,
+        Err(e) => std::str::from_utf8(&m[..e.valid_up_to()]).unwrap_or(""),
+    };
+    let has = isol_task::log::has_ring();
+    if !has {
+        return -libc::ENOENT;
+    }
+    if isol_task::log!("{text}") {
+        0
+    } else {
+        -libc::ENOBUFS
+    }
+}
+
+/// Write out everything logged so far (it enters the kernel: call it
+/// after the isolated part, e.g. before exiting).
+#[no_mangle]
+pub extern "C" fn isol_log_flush() {
+    isol_task::log::flush();
 }
 
 /// A NUL-terminated copy of `s` cut to the array.

@@ -61,6 +61,8 @@ fn served_role() -> bool {
         tlb_break_role();
     } else if role == "page_watch" {
         page_watch_role();
+    } else if role == "log_loop" {
+        log_loop_role();
     } else {
         panic!("unknown role {role}");
     }
@@ -1718,13 +1720,7 @@ fn mono_ns() -> u64 {
 fn page_watch_role() {
     use std::sync::atomic::Ordering::SeqCst;
     // The test starts its watch on this process first.
-    let go = std::env::var_os("ISOL_TEST_GO").expect("ISOL_TEST_GO");
-    say(&format!("pid={}\n", std::process::id()));
-    let t = Instant::now();
-    while !Path::new(&go).exists() {
-        assert!(t.elapsed() < Duration::from_secs(120), "never told to go");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_go();
     let storm = std::thread::spawn(|| {
         stay_on_housekeeping();
         STORM_TID.store(isol_task::gettid(), SeqCst);
@@ -1798,26 +1794,24 @@ fn page_watch_role() {
     isol_task::deactivate().unwrap();
 }
 
-const PAGE_TEST: &str = "the_status_page_shows_breaks_with_their_sender_without_a_syscall";
-
-/// A persistent task reads its breaks from its status page: state,
-/// count, the chain and the IPI's sender (the task's own storm thread on
-/// CPU 0), twenty breaks arriving while it loops, and `isol watch --pid
-/// --syscalls` (a second capture) sees no system call of the task between
-/// its first and last read, though it sees the ones before (fetching the
-/// page, so the instrument was live).
-#[test]
-fn the_status_page_shows_breaks_with_their_sender_without_a_syscall() {
-    if served_role() {
-        return;
-    }
-    let _s = serial();
-    let d = Isold::start("");
+/// Run `role` (which prints `pid=N`, then waits for its go file) under
+/// `isol watch --pid N --syscalls --events`: its system calls recorded as
+/// its own, whatever else shares CPU 1. Returns the helper's stdout,
+/// stderr and status, and the watch's records.
+fn under_watch(
+    test: &str,
+    role: &str,
+    d: &Isold,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (String, String, std::process::ExitStatus, String) {
     let dir = tempfile::tempdir().unwrap();
     let go = dir.path().join("go");
-    let mut h = helper(PAGE_TEST, "page_watch")
-        .env("ISOL_SOCKET", &d.socket)
-        .env("ISOL_TEST_GO", &go)
+    let mut h = helper(test, role);
+    h.env("ISOL_SOCKET", &d.socket).env("ISOL_TEST_GO", &go);
+    for (k, v) in env {
+        h.env(k, v);
+    }
+    let mut h = h
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1877,6 +1871,55 @@ fn the_status_page_shows_breaks_with_their_sender_without_a_syscall() {
     .unwrap();
     assert!(watch.wait().unwrap().success(), "isol watch failed");
     let records = reader.join().unwrap();
+    (rest, herr, status, records)
+}
+
+/// Wait for the test's go file (after printing this process's pid).
+fn wait_for_go() {
+    let go = std::env::var_os("ISOL_TEST_GO").expect("ISOL_TEST_GO");
+    say(&format!("pid={}\n", std::process::id()));
+    let t = Instant::now();
+    while !Path::new(&go).exists() {
+        assert!(t.elapsed() < Duration::from_secs(120), "never told to go");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// System calls of `tid` in the watch's records: (inside [t0, t1], outside).
+fn syscalls_of(records: &str, tid: &Value, t0: u64, t1: u64) -> (Vec<Value>, usize) {
+    let mut inside = Vec::new();
+    let mut outside = 0;
+    for l in records.lines() {
+        let r: Value = serde_json::from_str(l).unwrap();
+        if r["type"] != "interruption" || r["tid"] != *tid || r["cause"]["class"] != "syscall" {
+            continue;
+        }
+        let at = r["start_ns"].as_u64().unwrap();
+        if at < t0 || at > t1 {
+            outside += 1;
+        } else {
+            inside.push(r);
+        }
+    }
+    (inside, outside)
+}
+
+const PAGE_TEST: &str = "the_status_page_shows_breaks_with_their_sender_without_a_syscall";
+
+/// A persistent task reads its breaks from its status page: state,
+/// count, the chain and the IPI's sender (the task's own storm thread on
+/// CPU 0), twenty breaks arriving while it loops, and `isol watch --pid
+/// --syscalls` (a second capture) sees no system call of the task between
+/// its first and last read, though it sees the ones before (fetching the
+/// page, so the instrument was live).
+#[test]
+fn the_status_page_shows_breaks_with_their_sender_without_a_syscall() {
+    if served_role() {
+        return;
+    }
+    let _s = serial();
+    let d = Isold::start("");
+    let (rest, herr, status, records) = under_watch(PAGE_TEST, "page_watch", &d, &[]);
     assert!(status.success(), "{rest}\n{herr}\n{}", d.log());
     let v: Value = rest
         .lines()
@@ -1924,22 +1967,116 @@ fn the_status_page_shows_breaks_with_their_sender_without_a_syscall() {
     );
     // No system call of the task while it read the page.
     let (t0, t1) = (v["t0"].as_u64().unwrap(), v["t1"].as_u64().unwrap());
-    let mut before = 0;
-    for l in records.lines() {
-        let r: Value = serde_json::from_str(l).unwrap();
-        if r["type"] != "interruption" || r["tid"] != *tid || r["cause"]["class"] != "syscall" {
-            continue;
-        }
-        let at = r["start_ns"].as_u64().unwrap();
-        assert!(
-            at < t0 || at > t1,
-            "a system call of the task while it read its page: {r}"
-        );
-        before += 1;
-    }
+    let (inside, before) = syscalls_of(&records, tid, t0, t1);
+    assert!(
+        inside.is_empty(),
+        "system calls of the task while it read its page: {inside:?}"
+    );
     // The instrument was live: it saw the task's calls before the loop
     // (fetching the page, waiting for isold's answers).
     assert!(before > 0, "the watch saw none of the task's system calls");
     let breaks = p["breaks"].as_u64().unwrap() - v["before"]["breaks"].as_u64().unwrap();
     assert!(breaks >= 20, "{v}");
+}
+
+// ------------------------------------------------ logging, syscall-free
+
+const LOG_MESSAGES: u32 = 2000;
+
+/// Persistent isolation on CPU 1; a log ring; then, from the loop,
+/// LOG_MESSAGES messages about 20 us apart, with no system call; then
+/// the window it logged in.
+fn log_loop_role() {
+    wait_for_go();
+    let mut set = nix::sched::CpuSet::new();
+    set.set(1).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+    isol_task::configure(isol_task::Config {
+        allow_unisolated: true,
+        lock_memory: true,
+        quiesce: isol_task::Quiesce::empty(),
+        tick_timeout_ms: 50,
+        ..Default::default()
+    })
+    .unwrap();
+    let r = isol_task::activate().unwrap();
+    assert!(r.registered, "{r:?}");
+    isol_task::log::init(1 << 20).unwrap();
+    let t0 = mono_ns();
+    let mut dropped = 0;
+    for i in 0..LOG_MESSAGES {
+        if !isol_task::log!("message {i} of {LOG_MESSAGES}") {
+            dropped += 1;
+        }
+        let until = mono_ns() + 20_000;
+        while mono_ns() < until {
+            std::hint::spin_loop();
+        }
+    }
+    let t1 = mono_ns();
+    isol_task::log::flush();
+    isol_task::deactivate().unwrap();
+    say(&format!(
+        "logged: {}\n",
+        serde_json::json!({"tid": r.tid, "t0": t0, "t1": t1, "dropped": dropped})
+    ));
+}
+
+const LOG_TEST: &str = "logging_from_the_isolated_loop_enters_no_kernel_and_loses_nothing";
+
+/// isol_log from an isolated loop: every message reaches the log file,
+/// in order, stamped with the thread's id and a time inside the loop, and
+/// `isol watch --pid --syscalls` sees no system call of that thread while
+/// it logged (the drain thread, on CPU 0, does the writing).
+#[test]
+fn logging_from_the_isolated_loop_enters_no_kernel_and_loses_nothing() {
+    if served_role() {
+        return;
+    }
+    let _s = serial();
+    let d = Isold::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("isol.log");
+    let (out, err, status, records) = under_watch(
+        LOG_TEST,
+        "log_loop",
+        &d,
+        &[("ISOL_LOG_FILE", file.as_os_str())],
+    );
+    assert!(status.success(), "{out}\n{err}\n{}", d.log());
+    let v: Value = out
+        .lines()
+        .find_map(|l| {
+            l.split_once("logged: ")
+                .map(|(_, j)| serde_json::from_str(j).unwrap())
+        })
+        .unwrap_or_else(|| panic!("no result line: {out}\n{err}"));
+    assert_eq!(v["dropped"], 0, "{v}");
+    let (t0, t1) = (v["t0"].as_u64().unwrap(), v["t1"].as_u64().unwrap());
+    let tid = &v["tid"];
+    let log = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len() as u32, LOG_MESSAGES, "{log}");
+    let mut last = 0.0;
+    for (i, l) in lines.iter().enumerate() {
+        // "[SECONDS.MICROS TID] message I of N"
+        let (stamp, msg) = l.split_once("] ").unwrap_or_else(|| panic!("{l}"));
+        assert_eq!(msg, format!("message {i} of {LOG_MESSAGES}"), "line {i}");
+        let (secs, who) = stamp[1..].split_once(' ').unwrap();
+        assert_eq!(who, tid.to_string(), "{l}");
+        let at: f64 = secs.parse().unwrap();
+        assert!(at >= last, "out of order at {l}");
+        last = at;
+        let ns = (at * 1e9) as u64;
+        assert!(
+            ns + 1_000 >= t0 && ns <= t1 + 1_000,
+            "{l} outside [{t0}, {t1}]"
+        );
+    }
+    let (inside, outside) = syscalls_of(&records, tid, t0, t1);
+    assert!(
+        inside.is_empty(),
+        "system calls of the task while it logged: {inside:?}"
+    );
+    assert!(outside > 0, "the watch saw none of the task's system calls");
 }

@@ -21,6 +21,7 @@ pub mod config;
 pub mod error;
 #[cfg(feature = "capture")]
 mod inprocess;
+pub mod log;
 pub mod native;
 pub mod page;
 pub mod persist;
