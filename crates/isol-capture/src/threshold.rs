@@ -307,16 +307,7 @@ pub struct Summary {
     pub trace_dropped: u64,
 }
 
-/// CLOCK_MONOTONIC in ns: the clock of the records (bpf_ktime_get_ns).
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes only the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+use isol_system::clock::monotonic_ns;
 
 /// Runs the actions, in order, for one event. `trace_lines` gives the JSON
 /// lines the `trace` action writes (the window up to and including the

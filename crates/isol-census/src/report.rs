@@ -324,10 +324,4 @@ impl Report {
     }
 }
 
-pub fn ns(v: u64) -> String {
-    match v {
-        0..=9_999 => format!("{v}ns"),
-        10_000..=9_999_999 => format!("{:.1}us", v as f64 / 1e3),
-        _ => format!("{:.1}ms", v as f64 / 1e6),
-    }
-}
+pub use isol_system::units::ns;

@@ -17,16 +17,7 @@ pub fn ticks() -> u64 {
     }
 }
 
-/// CLOCK_MONOTONIC in ns (vDSO: no kernel entry with a TSC clocksource).
-pub fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+use isol_system::clock::monotonic_ns as mono_ns;
 
 /// One simultaneous (TSC, monotonic ns) reading: the tightest of a few
 /// brackets, the TSC taken as the bracket's middle.

@@ -289,7 +289,7 @@ pub fn run(
         }
     }
     let wall0 = Instant::now();
-    let t0_ns = clock::mono_ns();
+    let t0_ns = isol_system::clock::monotonic_ns();
     let steal0 = steal();
     let mut steal_secs: Vec<Vec<(u32, u64)>> = Vec::new();
     let mut last_steal = steal0.clone();
@@ -305,7 +305,7 @@ pub fn run(
             if tid == 0 || !sh.running.load(Ordering::Acquire) {
                 continue;
             }
-            let now = clock::mono_ns();
+            let now = isol_system::clock::monotonic_ns();
             if let Some(w) = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
                 .ok()
                 .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())

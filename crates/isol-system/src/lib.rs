@@ -17,6 +17,7 @@ pub mod select;
 pub mod tasks;
 pub mod topology;
 pub mod tracefs;
+pub mod units;
 
 pub use error::{Error, Missing};
 pub use isol_cpulist::CpuSet;

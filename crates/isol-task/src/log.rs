@@ -168,7 +168,7 @@ pub fn log(args: std::fmt::Arguments<'_>) -> bool {
             buf: [0; MAX_MESSAGE],
             len: 0,
         };
-        let ns = crate::tick::monotonic_ns();
+        let ns = isol_system::clock::monotonic_ns();
         let _ = std::fmt::write(
             &mut s,
             format_args!(

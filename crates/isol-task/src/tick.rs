@@ -100,15 +100,7 @@ pub struct TickSeen {
     pub fail_dependency: u32,
 }
 
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use isol_system::clock::monotonic_ns;
 
 /// Wait up to `timeout` for the tick to be stopped on `cpu` while `tid`
 /// runs there. `seen` reads timer:tick_stop's last failure (None if no

@@ -259,7 +259,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         eprintln!("isol: strict mode armed");
     }
     let t0 = Instant::now();
-    let t0_ns = isol_task::tick::monotonic_ns();
+    let t0_ns = isol_system::clock::monotonic_ns();
     let end = a.duration.map(|d| t0 + Duration::from_secs_f64(d));
     let period = Duration::from_millis(a.interval.clamp(10, 60_000));
     let mut records = 0u64;
@@ -430,13 +430,7 @@ fn same(a: &RawRecord, b: &RawRecord) -> bool {
     (a.cpu, a.start_ns, a.duration_ns, a.tid) == (b.cpu, b.start_ns, b.duration_ns, b.tid)
 }
 
-fn ns(v: u64) -> String {
-    match v {
-        0..=9_999 => format!("{v}ns"),
-        10_000..=9_999_999 => format!("{:.1}us", v as f64 / 1e3),
-        _ => format!("{:.1}ms", v as f64 / 1e6),
-    }
-}
+use isol_system::units::ns;
 
 /// The per-CPU x cause table (also the final text summary).
 fn table(cap: &Capture, elapsed: Duration, records: u64) -> String {

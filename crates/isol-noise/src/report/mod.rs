@@ -602,13 +602,7 @@ pub fn pid_cpu(
     rep
 }
 
-pub fn fmt_ns(v: u64) -> String {
-    match v {
-        0..=9_999 => format!("{v} ns"),
-        10_000..=999_999 => format!("{:.1} us", v as f64 / 1e3),
-        _ => format!("{:.2} ms", v as f64 / 1e6),
-    }
-}
+pub use isol_system::units::ns as fmt_ns;
 
 #[cfg(test)]
 pub(crate) mod tests;
