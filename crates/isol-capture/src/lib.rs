@@ -11,8 +11,10 @@ mod skel {
 pub mod capture;
 pub mod cause;
 pub mod ksyms;
+pub mod kvm;
 pub mod record;
 pub mod strict;
+pub mod vmexit;
 
 pub use capture::{Capture, Options};
 pub use cause::{Class, Kind};

@@ -387,6 +387,7 @@ mod tests {
                 address: None,
                 pid: None,
                 nr: None,
+                vm_exit: None,
             },
             count,
             total_ns: count * 1000,
