@@ -9,12 +9,14 @@
  * interrupt exit (host-caused).
  *
  *   kvmguest [--cpu N] [--hk M] [--hlt K] [--out K] [--flushes F]
- *            [--period-us P] [--timeout S]
+ *            [--period-us P] [--timeout S] [--hold FILE]
  *
  * No in-kernel irqchip: HLT and port I/O both come back to this program
  * (KVM_EXIT_HLT, KVM_EXIT_IO). Prints "pid=P vcpu_tid=T" once the guest
  * runs, then, when the K hlt, K out and F flushes are done, one JSON
  * line with what it did. Exits 1 if it could not do them in S seconds.
+ * --hold FILE keeps the VM (its vCPU stopped) until FILE exists, so that
+ * a test can look at the host's threads for it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -164,6 +166,7 @@ int main(int argc, char **argv)
 {
 	long nhlt = 10, nout = 10;
 	double timeout = 120;
+	const char *hold = NULL;
 	pthread_t vt, ft;
 
 	for (int i = 1; i < argc; i++) {
@@ -182,8 +185,10 @@ int main(int argc, char **argv)
 			period_us = atoi(v), i++;
 		else if (!strcmp(a, "--timeout"))
 			timeout = atof(v), i++;
+		else if (!strcmp(a, "--hold"))
+			hold = v, i++;
 		else {
-			fprintf(stderr, "usage: kvmguest [--cpu N] [--hk M] [--hlt K] [--out K] [--flushes F] [--period-us P] [--timeout S]\n");
+			fprintf(stderr, "usage: kvmguest [--cpu N] [--hk M] [--hlt K] [--out K] [--flushes F] [--period-us P] [--timeout S] [--hold FILE]\n");
 			return 2;
 		}
 	}
@@ -254,5 +259,8 @@ int main(int argc, char **argv)
 	printf("{\"pid\":%d,\"vcpu_tid\":%d,\"cpu\":%d,\"hk\":%d,\"hlt\":%ld,\"out\":%ld,\"other\":%ld,\"flushes\":%ld,\"ok\":%s}\n",
 	       getpid(), atomic_load(&vcpu_tid), cpu, hk, atomic_load(&hlts), atomic_load(&outs),
 	       atomic_load(&others), atomic_load(&flushes), ok ? "true" : "false");
+	fflush(stdout);
+	while (hold && access(hold, F_OK))
+		usleep(10000);
 	return ok ? 0 : 1;
 }

@@ -647,25 +647,43 @@ impl Capture {
     }
 
     /// Attach the VM exit programs if the kvm module is there and they
-    /// are not attached yet (it may load after isol starts); checks at
-    /// most once a second. True when it attached them just now.
+    /// are not attached yet (it may load after isol starts), and name
+    /// exit reasons once the vendor module (kvm_amd, kvm_intel) is there
+    /// too; checks at most once a second. True when what isol captures of
+    /// VM exits changed just now (`vm` says how).
     pub fn poll_vm(&mut self) -> bool {
-        if !matches!(self.vm, VmStatus::NoKvm)
-            || self
-                .vm_polled
-                .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1))
+        if matches!(
+            self.vm,
+            VmStatus::Failed { .. } | VmStatus::Attached { reasons: true, .. }
+        ) || self
+            .vm_polled
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1))
         {
             return false;
         }
         self.vm_polled = Some(std::time::Instant::now());
-        if !crate::kvm::present(&self.tracefs) {
+        // A module still initializing has its tracefs events but not yet
+        // its raw tracepoints (attaching then fails with ENOENT).
+        if !crate::kvm::present(&self.tracefs) || !crate::kvm::live("kvm") {
             return false;
         }
         let (layout, isa) = crate::kvm::layout(&self.release);
         // SAFETY: .bss is mapped as long as `loaded` lives.
         unsafe { std::ptr::write_volatile(self.kvm_layout, layout) };
+        let status = VmStatus::Attached {
+            isa,
+            reasons: crate::kvm::names_reasons(&layout, isa),
+        };
+        if matches!(self.vm, VmStatus::Attached { .. }) {
+            // Attached before the vendor module loaded: only the layout
+            // was missing.
+            let changed = self.vm != status;
+            self.vm = status;
+            return changed;
+        }
         // Attaching patches kernel text, which IPIs every CPU: isol's own
         // doing, not counted (nor a strict task's break).
+        // SAFETY: as above.
         let was_armed = unsafe { std::ptr::read_volatile(self.armed) } != 0;
         self.set_armed(false);
         let mut links = Vec::new();
@@ -691,16 +709,13 @@ impl Capture {
             Some(error) => {
                 drop(links);
                 self.vm = VmStatus::Failed { error };
-                false
+                true
             }
             None => {
                 self.attached
                     .extend(crate::kvm::TRACEPOINTS.iter().map(|tp| format!("kvm:{tp}")));
                 self.vm_links = links;
-                self.vm = VmStatus::Attached {
-                    isa,
-                    reasons: crate::kvm::names_reasons(&layout, isa),
-                };
+                self.vm = status;
                 true
             }
         }

@@ -59,29 +59,34 @@ pub fn present(tracefs: &Path) -> bool {
         .all(|tp| isol_system::tracefs::has_event(tracefs, &format!("kvm:{tp}")))
 }
 
+/// Module `name` is loaded and done initializing.
+pub fn live(name: &str) -> bool {
+    std::fs::read_to_string(Path::new("/sys/module").join(name).join("initstate"))
+        .is_ok_and(|s| s.trim() == "live")
+}
+
 /// The vendor module loaded (kvm_amd or kvm_intel) and its ISA.
 fn vendor() -> Option<(&'static str, Isa)> {
     [("kvm_amd", Isa::Svm), ("kvm_intel", Isa::Vmx)]
         .into_iter()
-        .find(|(m, _)| Path::new("/sys/module").join(m).exists())
+        .find(|(m, _)| live(m))
 }
 
 /// Where kvm_exit's reason is on this kernel, and the ISA; the layout's
 /// offsets stay 0 (reason unknown) where BTF does not say.
 pub fn layout(release: &str) -> (RawKvmLayout, Isa) {
     let mut l = RawKvmLayout::default();
-    let Some((module, isa)) = vendor() else {
-        return (l, Isa::Unknown);
-    };
-    let btf = match Btf::load(module) {
-        Ok(b) => b,
-        Err(_) => return (l, isa),
-    };
     let old_args = Btf::load("kvm")
         .ok()
         .and_then(|k| k.trace_args("kvm_exit"))
         .map_or_else(|| before_5_16(release), |n| n == 3);
     l.reason_in_arg0 = old_args as u32;
+    let Some((module, isa)) = vendor() else {
+        return (l, Isa::Unknown);
+    };
+    let Ok(btf) = Btf::load(module) else {
+        return (l, isa);
+    };
     match isa {
         Isa::Svm => l.svm_vmcb_off = btf.member_offset("vcpu_svm", "vmcb").unwrap_or(0),
         Isa::Vmx => l.vmx_reason_off = btf.member_offset("vcpu_vmx", "exit_reason").unwrap_or(0),
@@ -193,12 +198,11 @@ impl Btf {
 
 /// Check that `layout` can name exit reasons on this kernel.
 pub fn names_reasons(l: &RawKvmLayout, isa: Isa) -> bool {
-    l.reason_in_arg0 != 0
-        || match isa {
-            Isa::Svm => l.svm_vmcb_off != 0,
-            Isa::Vmx => l.vmx_reason_off != 0,
-            Isa::Unknown => false,
-        }
+    match isa {
+        Isa::Svm => l.reason_in_arg0 != 0 || l.svm_vmcb_off != 0,
+        Isa::Vmx => l.reason_in_arg0 != 0 || l.vmx_reason_off != 0,
+        Isa::Unknown => false,
+    }
 }
 
 #[cfg(test)]
@@ -219,6 +223,9 @@ mod tests {
         l.svm_vmcb_off = 0x1a80;
         assert!(names_reasons(&l, Isa::Svm));
         assert!(!names_reasons(&l, Isa::Vmx));
+        l.reason_in_arg0 = 1;
+        assert!(names_reasons(&l, Isa::Vmx));
+        assert!(!names_reasons(&l, Isa::Unknown));
     }
 
     #[test]

@@ -1,0 +1,41 @@
+# VM exits of a vCPU thread on isolated CPU 1 (see lab/tests/vmexit.rs).
+# The guest CPU is QEMU's `-cpu max`: it has svm and npt, so the guest
+# kernel's own KVM runs a nested guest (kvmguest's tiny real-mode one).
+#
+# isol starts before the kvm module loads, with CPU 1 idle (a vCPU spinning
+# under TCG stretches isol's load to minutes; see lab/README.md): it must
+# say that KVM is not there, then attach to kvm's tracepoints once it is.
+
+grep -qw svm /proc/cpuinfo || fail "no svm in /proc/cpuinfo: nested KVM impossible"
+[ -e /dev/kvm ] && fail "/dev/kvm before the kvm modules were loaded"
+
+isol watch --cpus 1 -D 900 --events >/tmp/vm.json 2>/tmp/vm.err &
+W=$!
+wait_for /tmp/vm.err watching
+wait_for /tmp/vm.err "VM exits:"
+
+for m in $(cat /lab/kvm/order); do
+	insmod /lab/kvm/$m.ko || fail "insmod $m"
+done
+[ -c /dev/kvm ] || fail "no /dev/kvm after loading $(cat /lab/kvm/order)"
+# isol notices the modules within its polling period (once a second).
+wait_for /tmp/vm.err "exit reasons named"
+
+# 20 hlt and 20 out exits asked of the guest, and 40 TLB-flush IPIs from
+# the VMM's own housekeeping thread on CPU 0 while the guest spins.
+# The VM is kept (--hold) after that, for the audit of KVM's host threads.
+kvmguest --cpu 1 --hk 0 --hlt 20 --out 20 --flushes 40 --period-us 5000 --timeout 400 \
+	--hold /tmp/kg.release >/tmp/kg.out 2>/tmp/kg.err &
+K=$!
+wait_for /tmp/kg.out '"ok"'
+section audit isol audit --cpus 1 --json
+touch /tmp/kg.release
+wait $K
+echo "kvmguest_status=$?"
+cat /tmp/kg.err
+kill -INT $W
+wait $W
+rc=$?
+section guest cat /tmp/kg.out
+section watch sh -c "cat /tmp/vm.json; exit $rc"
+section watch_err cat /tmp/vm.err

@@ -1,0 +1,175 @@
+//! VM exits on the Debian 6.12 cloud kernel with CPU 1 isolated: the
+//! guest kernel's own KVM (nested SVM under TCG, `-cpu max`) runs
+//! kvmguest's tiny guest with its vCPU thread on CPU 1. isol starts
+//! before the kvm module and says KVM is absent, attaches once it loads,
+//! and then names each exit: the guest's own `hlt` and `out` as
+//! guest-caused, and the TLB-flush IPIs that the VMM's housekeeping
+//! thread sends from CPU 0 as host-caused INTR exits whose chain holds
+//! the IPI's function and whose sender is that thread on CPU 0. The
+//! audit names KVM's NX recovery thread that the VM brought to CPU 1.
+
+use isol_lab::{testprogs::testprog, Lab};
+use serde_json::Value;
+
+fn lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn vm_exits_named_with_their_host_chain() {
+    let mut lab = Lab::new()
+        .unwrap()
+        .quiet_cpu1()
+        .timeout(std::time::Duration::from_secs(600))
+        .file(testprog("kvmguest").unwrap(), "/bin/kvmguest");
+    let kernel = lab.fetch_kernel().unwrap();
+    let modules = kernel.modules(&["kvm_amd"]).unwrap();
+    let order: Vec<String> = modules.iter().map(|m| m.name.clone()).collect();
+    assert!(order.iter().any(|m| m == "kvm"), "{order:?}");
+    for m in &modules {
+        lab = lab.bytes(
+            &format!("/lab/kvm/{}", m.file_name()),
+            m.elf().unwrap(),
+            0o644,
+        );
+    }
+    lab = lab.bytes("/lab/kvm/order", order.join("\n") + "\n", 0o644);
+    let out = lab.run_scenario("vmexit").unwrap();
+    eprintln!("{}", out.summary());
+    out.ensure_success().unwrap();
+
+    // isol said KVM was absent, then attached when it loaded.
+    let err = out.section("watch_err").unwrap().text;
+    let absent = err.find("VM exits: KVM is not loaded");
+    let attached = err.find("VM exits: kvm:kvm_exit");
+    assert!(
+        absent.is_some() && attached.is_some() && absent < attached,
+        "isol did not say KVM was absent, then attach:\n{err}"
+    );
+    assert!(err.contains("(SVM), exit reasons named"), "{err}");
+
+    let guest = lines(&out.section("guest").unwrap().text)
+        .pop()
+        .expect("kvmguest's report");
+    eprintln!("kvmguest: {guest}");
+    assert_eq!(guest["ok"], true);
+    let vcpu_tid = guest["vcpu_tid"].as_u64().unwrap();
+    let vmm_pid = guest["pid"].as_u64().unwrap();
+
+    // KVM's NX huge page recovery thread for this VM is allowed on the
+    // vCPU's CPU (the kernel starts it from the vCPU thread's first
+    // KVM_RUN): the audit names it and moves it away.
+    let audit = out.json_section("audit").unwrap();
+    let item = |id: &str| {
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .unwrap_or_else(|| panic!("no audit item {id}"))
+            .clone()
+    };
+    let nx = item("kvm.nx_recovery");
+    eprintln!("audit kvm.nx_recovery: {nx}");
+    assert_eq!(nx["status"], "fail", "{nx}");
+    assert!(
+        nx["detail"].as_str().unwrap().contains("kvm-nx-lpage-re"),
+        "{nx}"
+    );
+    assert!(
+        nx["fix"].as_str().unwrap().contains("taskset -pc 0 "),
+        "{nx}"
+    );
+    assert_eq!(item("kvm.pit")["status"], "pass");
+
+    let all = lines(&out.section("watch").unwrap().text);
+    let summary = all.iter().find(|v| v["type"] == "summary").unwrap();
+    eprintln!("vm: {} drops: {}", summary["vm"], summary["drops"]);
+    assert_eq!(summary["vm"]["state"], "attached");
+    assert_eq!(summary["vm"]["isa"], "svm");
+    let exits: Vec<&Value> = all
+        .iter()
+        .filter(|r| r["type"] == "interruption" && r["cause"]["class"] == "vmexit")
+        .collect();
+    for r in &exits {
+        assert_eq!(r["cpu"], 1, "{r}");
+        assert_eq!(r["tid"].as_u64(), Some(vcpu_tid), "{r}");
+        assert_eq!(r["pid"].as_u64(), Some(vmm_pid), "{r}");
+    }
+    let reason = |r: &Value| {
+        r["cause"]["vm_exit"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut by_reason = std::collections::BTreeMap::<String, usize>::new();
+    for r in &exits {
+        *by_reason.entry(reason(r)).or_default() += 1;
+    }
+    eprintln!("{} VM exits by reason: {by_reason:?}", exits.len());
+
+    // The guest's own exits: classed guest-caused, handed to the VMM.
+    for (name, kvm_exit, asked) in [
+        ("HLT", "KVM_EXIT_HLT", "hlt"),
+        ("IOIO", "KVM_EXIT_IO", "out"),
+    ] {
+        let these: Vec<&&Value> = exits.iter().filter(|r| reason(r) == name).collect();
+        let asked = guest[asked].as_u64().unwrap() as usize;
+        assert!(
+            these.len() >= asked,
+            "{} {name} exits recorded, the guest made {asked}",
+            these.len()
+        );
+        for r in &these {
+            assert_eq!(r["cause"]["vm_exit"]["origin"], "guest", "{r}");
+            assert_eq!(r["vm_userspace"], true, "{r}");
+            let last = r["chain"].as_array().unwrap().last().unwrap();
+            assert_eq!(last["detail"], kvm_exit, "{r}");
+        }
+    }
+
+    // The host's: INTR exits whose chain is the TLB-flush IPI, sent by
+    // the VMM's housekeeping thread on CPU 0.
+    let flush_exits: Vec<&&Value> = exits
+        .iter()
+        .filter(|r| {
+            reason(r) == "INTR"
+                && r["chain"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["class"] == "ipi" && c["detail"] == "flush_tlb_func")
+        })
+        .collect();
+    eprintln!(
+        "{} INTR exits ran flush_tlb_func, of {} flushes; first: {}",
+        flush_exits.len(),
+        guest["flushes"],
+        flush_exits.first().map_or(String::new(), |r| r.to_string())
+    );
+    // Every flush that lands while the guest runs is an INTR exit; the
+    // others land while the vCPU thread serves an hlt or out in the VMM.
+    let flushes = guest["flushes"].as_u64().unwrap() as usize;
+    assert!(
+        flush_exits.len() * 2 >= flushes,
+        "{} of {flushes} TLB flushes seen as INTR exits",
+        flush_exits.len()
+    );
+    for r in &flush_exits {
+        assert_eq!(r["cause"]["vm_exit"]["origin"], "host", "{r}");
+        assert_eq!(r["cause"]["vm_exit"]["code"], 0x60, "{r}");
+        assert!(r["duration_ns"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["sender"]["cpu"], 0, "{r}");
+        assert_eq!(r["sender"]["comm"], "kvmguest", "{r}");
+        assert_ne!(r["sender"]["pid"].as_u64(), Some(vcpu_tid), "{r}");
+        // A stack the table could not take is counted as a drop.
+        let stack = r["sender"]["stack"].as_array().unwrap();
+        assert!(
+            stack.is_empty() || stack.iter().any(|f| f.as_str().unwrap().contains("munmap")),
+            "the sender's stack is not the munmap: {r}"
+        );
+    }
+}
