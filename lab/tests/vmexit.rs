@@ -8,7 +8,7 @@
 //! the IPI's function and whose sender is that thread on CPU 0. The
 //! audit names KVM's NX recovery thread that the VM brought to CPU 1.
 
-use isol_lab::{testprogs::testprog, Lab};
+use isol_lab::{testprogs::testprog, Flavour, KernelSpec, Lab, Series};
 use serde_json::Value;
 
 fn lines(text: &str) -> Vec<Value> {
@@ -20,8 +20,18 @@ fn lines(text: &str) -> Vec<Value> {
 
 #[test]
 fn vm_exits_named_with_their_host_chain() {
+    vm_exits_on(Series::V6_12);
+}
+
+#[test]
+fn vm_exits_named_with_their_host_chain_6_1() {
+    vm_exits_on(Series::V6_1);
+}
+
+fn vm_exits_on(series: Series) {
     let mut lab = Lab::new()
         .unwrap()
+        .kernel(KernelSpec::new(series, Flavour::Cloud))
         .quiet_cpu1()
         .timeout(std::time::Duration::from_secs(600))
         .file(testprog("kvmguest").unwrap(), "/bin/kvmguest");
@@ -59,9 +69,9 @@ fn vm_exits_named_with_their_host_chain() {
     let vcpu_tid = guest["vcpu_tid"].as_u64().unwrap();
     let vmm_pid = guest["pid"].as_u64().unwrap();
 
-    // KVM's NX huge page recovery thread for this VM is allowed on the
-    // vCPU's CPU (the kernel starts it from the vCPU thread's first
-    // KVM_RUN): the audit names it and moves it away.
+    // KVM's NX huge page recovery thread for this VM (on 6.12 a thread
+    // of the VMM) is allowed on the vCPU's CPU: the audit names it and
+    // moves it away.
     let audit = out.json_section("audit").unwrap();
     let item = |id: &str| {
         audit["items"]
@@ -74,15 +84,19 @@ fn vm_exits_named_with_their_host_chain() {
     };
     let nx = item("kvm.nx_recovery");
     eprintln!("audit kvm.nx_recovery: {nx}");
-    assert_eq!(nx["status"], "fail", "{nx}");
-    assert!(
-        nx["detail"].as_str().unwrap().contains("kvm-nx-lpage-re"),
-        "{nx}"
-    );
-    assert!(
-        nx["fix"].as_str().unwrap().contains("taskset -pc 0 "),
-        "{nx}"
-    );
+    if series == Series::V6_12 {
+        assert_eq!(nx["status"], "fail", "{nx}");
+    }
+    if nx["status"] == "fail" {
+        assert!(
+            nx["detail"].as_str().unwrap().contains("kvm-nx-lpage-re"),
+            "{nx}"
+        );
+        assert!(
+            nx["fix"].as_str().unwrap().contains("taskset -pc 0 "),
+            "{nx}"
+        );
+    }
     assert_eq!(item("kvm.pit")["status"], "pass");
 
     let all = lines(&out.section("watch").unwrap().text);

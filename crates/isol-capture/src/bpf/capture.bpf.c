@@ -45,6 +45,12 @@ struct cpu_state {
 	__u8 isol_irq_work; /* our own signal's irq_work is pending */
 	__u8 vm;        /* opened by kvm_exit: closes at kvm_entry */
 	__u32 sched_prev; /* pid switched away from */
+	/* A vCPU thread in its guest on this CPU (since kvm_entry), and the
+	 * exit opened by an interrupt before kvm_exit named it: where
+	 * kvm_exit fires after the host served the interrupt (6.1). */
+	__u32 guest_tid;
+	__u8 vm_pending;
+	__u8 pad2[3];
 	__u64 sched_task; /* its task_struct (to see it migrate away) */
 	char comm[TASK_COMM];
 	struct cause chain[MAX_CHAIN];
@@ -367,6 +373,7 @@ static __always_inline void open_episode(struct cpu_state *st, __u64 now)
 	st->exact = 0;
 	st->sched = 0;
 	st->vm = 0;
+	st->vm_pending = 0;
 	st->tid = (__u32)id;
 	st->tgid = id >> 32;
 	st->sender.valid = 0;
@@ -493,8 +500,17 @@ static __always_inline void enter(__u8 class, __u8 kind, __u32 arg, __u64 addr)
 	st = cur_state();
 	if (!st)
 		return;
-	if (!st->start)
+	if (!st->start) {
 		open_episode(st, bpf_ktime_get_ns());
+		/* The guest of this thread was running: this interrupt took
+		 * it out, and kvm_exit, still to come, names the exit. */
+		if (st->guest_tid && st->guest_tid == st->tid) {
+			st->vm = 1;
+			st->vm_pending = 1;
+			add_cause(st, CLASS_VMEXIT, KIND_VM_EXIT, VM_REASON_UNKNOWN, VM_ISA_UNKNOWN);
+		}
+	}
+	st->guest_tid = 0;
 	add_cause(st, class, kind, arg, addr);
 	st->depth++;
 	count_kind(kind);
@@ -1272,8 +1288,10 @@ int BPF_PROG(tick_stop, int success, int dependency)
 /* ---- VM exits of KVM vCPU threads ----
  *
  * A vCPU thread sits in the kernel (ioctl KVM_RUN) while its guest runs;
- * each VM exit is one interruption of the guest: it opens at kvm_exit and
- * closes when the thread re-enters the guest (kvm_entry), or returns to
+ * each VM exit is one interruption of the guest: it opens at kvm_exit
+ * (or, where kvm_exit fires only after the host served the interrupt that
+ * caused the exit, as on 6.1, at that interrupt: the thread was in its
+ * guest since kvm_entry) and closes when the thread re-enters the guest (kvm_entry), or returns to
  * its VMM (kvm_userspace_exit), or leaves the CPU (sched_switch). What
  * the host runs meanwhile (the interrupt that caused an INTR exit, the
  * IPI's function) joins its chain through the handlers above. These are
@@ -1294,6 +1312,15 @@ static __always_inline void vm_exit_open(__u32 reason, __u32 isa)
 	st = cur_state();
 	if (!st)
 		return;
+	st->guest_tid = 0;
+	if (st->start && st->vm_pending && st->tid == (__u32)bpf_get_current_pid_tgid()) {
+		/* Opened by the interrupt that caused it: name it now. */
+		st->chain[0].arg = reason;
+		st->chain[0].addr = isa;
+		st->vm_pending = 0;
+		count_kind(KIND_VM_EXIT);
+		return;
+	}
 	now = bpf_ktime_get_ns();
 	/* An episode still open here lost its end (attached mid-exit). */
 	if (st->start)
@@ -1337,26 +1364,19 @@ int kvm_exit_old(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* This thread's VM exit, if one is open on this CPU. */
-static __always_inline struct cpu_state *vm_exit_state(void)
+SEC("raw_tp/kvm_entry")
+int kvm_entry(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct cpu_state *st;
 
 	if (!watched_here())
-		return NULL;
+		return 0;
 	st = cur_state();
-	if (!st || !st->start || !st->vm || st->tid != (__u32)bpf_get_current_pid_tgid())
-		return NULL;
-	return st;
-}
-
-SEC("raw_tp/kvm_entry")
-int kvm_entry(struct bpf_raw_tracepoint_args *ctx)
-{
-	struct cpu_state *st = vm_exit_state();
-
-	if (st)
+	if (!st)
+		return 0;
+	if (st->start && st->vm && st->tid == (__u32)bpf_get_current_pid_tgid())
 		close_episode(st, bpf_ktime_get_ns());
+	st->guest_tid = (__u32)bpf_get_current_pid_tgid();
 	return 0;
 }
 
@@ -1365,9 +1385,15 @@ int kvm_entry(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tp/kvm_userspace_exit")
 int kvm_userspace_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct cpu_state *st = vm_exit_state();
+	struct cpu_state *st;
 
+	if (!watched_here())
+		return 0;
+	st = cur_state();
 	if (!st)
+		return 0;
+	st->guest_tid = 0;
+	if (!st->start || !st->vm || st->tid != (__u32)bpf_get_current_pid_tgid())
 		return 0;
 	add_cause(st, CLASS_VMEXIT, KIND_VM_USERSPACE, ctx->args[0], 0);
 	st->flags |= REC_VM_USERSPACE;
