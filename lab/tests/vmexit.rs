@@ -1,12 +1,13 @@
-//! VM exits on the Debian 6.12 cloud kernel with CPU 1 isolated: the
+//! VM exits on Debian's 6.12, 6.1 and 5.10 cloud kernels with CPU 1
+//! isolated: the
 //! guest kernel's own KVM (nested SVM under TCG, `-cpu max`) runs
 //! kvmguest's tiny guest with its vCPU thread on CPU 1. isol starts
 //! before the kvm module and says KVM is absent, attaches once it loads,
 //! and then names each exit: the guest's own `hlt` and `out` as
 //! guest-caused, and the TLB-flush IPIs that the VMM's housekeeping
 //! thread sends from CPU 0 as host-caused INTR exits whose chain holds
-//! the IPI's function and whose sender is that thread on CPU 0. The
-//! audit names KVM's NX recovery thread that the VM brought to CPU 1.
+//! the IPI's function and whose sender is that thread on CPU 0. On 6.12
+//! the audit names KVM's NX recovery thread that the VM brought to CPU 1.
 
 use isol_lab::{testprogs::testprog, Flavour, KernelSpec, Lab, Series};
 use serde_json::Value;
@@ -26,6 +27,12 @@ fn vm_exits_named_with_their_host_chain() {
 #[test]
 fn vm_exits_named_with_their_host_chain_6_1() {
     vm_exits_on(Series::V6_1);
+}
+
+/// 5.10: kvm_exit(reason, vcpu, isa), the older prototype.
+#[test]
+fn vm_exits_named_with_their_host_chain_5_10() {
+    vm_exits_on(Series::V5_10);
 }
 
 fn vm_exits_on(series: Series) {
@@ -140,8 +147,12 @@ fn vm_exits_on(series: Series) {
         for r in &these {
             assert_eq!(r["cause"]["vm_exit"]["origin"], "guest", "{r}");
             assert_eq!(r["vm_userspace"], true, "{r}");
-            let last = r["chain"].as_array().unwrap().last().unwrap();
-            assert_eq!(last["detail"], kvm_exit, "{r}");
+            // A full chain (interrupts while the exit was served) has no
+            // room left for the return to the VMM; it says so.
+            if r["truncated"] == false {
+                let last = r["chain"].as_array().unwrap().last().unwrap();
+                assert_eq!(last["detail"], kvm_exit, "{r}");
+            }
         }
     }
 
@@ -151,11 +162,10 @@ fn vm_exits_on(series: Series) {
         .iter()
         .filter(|r| {
             reason(r) == "INTR"
-                && r["chain"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|c| c["class"] == "ipi" && c["detail"] == "flush_tlb_func")
+                && r["chain"].as_array().unwrap().iter().any(|c| {
+                    c["class"] == "ipi"
+                        && c["detail"].as_str().unwrap().starts_with("flush_tlb_func")
+                })
         })
         .collect();
     eprintln!(
