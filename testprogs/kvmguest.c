@@ -9,12 +9,14 @@
  * interrupt exit (host-caused).
  *
  *   kvmguest [--cpu N] [--hk M] [--hlt K] [--out K] [--flushes F]
- *            [--period-us P] [--timeout S] [--hold FILE]
+ *            [--period-us P] [--timeout S] [--hold FILE] [--go FILE]
  *
  * No in-kernel irqchip: HLT and port I/O both come back to this program
  * (KVM_EXIT_HLT, KVM_EXIT_IO). Prints "pid=P vcpu_tid=T" once the guest
  * runs, then, when the K hlt, K out and F flushes are done, one JSON
  * line with what it did. Exits 1 if it could not do them in S seconds.
+ * --go FILE waits for FILE before the guest first runs (a test starts
+ * its watcher meanwhile, with CPU N still idle).
  * --hold FILE keeps the VM (its vCPU stopped) until FILE exists, so that
  * a test can look at the host's threads for it.
  */
@@ -166,7 +168,7 @@ int main(int argc, char **argv)
 {
 	long nhlt = 10, nout = 10;
 	double timeout = 120;
-	const char *hold = NULL;
+	const char *hold = NULL, *go = NULL;
 	pthread_t vt, ft;
 
 	for (int i = 1; i < argc; i++) {
@@ -187,8 +189,10 @@ int main(int argc, char **argv)
 			timeout = atof(v), i++;
 		else if (!strcmp(a, "--hold"))
 			hold = v, i++;
+		else if (!strcmp(a, "--go"))
+			go = v, i++;
 		else {
-			fprintf(stderr, "usage: kvmguest [--cpu N] [--hk M] [--hlt K] [--out K] [--flushes F] [--period-us P] [--timeout S] [--hold FILE]\n");
+			fprintf(stderr, "usage: kvmguest [--cpu N] [--hk M] [--hlt K] [--out K] [--flushes F] [--period-us P] [--timeout S] [--hold FILE] [--go FILE]\n");
 			return 2;
 		}
 	}
@@ -231,6 +235,8 @@ int main(int argc, char **argv)
 	if (ioctl(vcpu_fd, KVM_SET_REGS, &regs))
 		die("KVM_SET_REGS");
 
+	while (go && access(go, F_OK))
+		usleep(10000);
 	if (pthread_create(&vt, NULL, vcpu_thread, NULL))
 		die("pthread_create");
 	double deadline = now() + timeout;

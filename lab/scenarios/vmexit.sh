@@ -39,3 +39,23 @@ rc=$?
 section guest cat /tmp/kg.out
 section watch sh -c "cat /tmp/vm.json; exit $rc"
 section watch_err cat /tmp/vm.err
+
+# The same, watched by process: isol follows the VMM (its vCPU thread
+# among its threads) wherever it runs. The VMM waits (--go) until isol
+# is attached, with CPU 1 idle meanwhile.
+kvmguest --cpu 1 --hk 0 --hlt 10 --out 10 --flushes 20 --period-us 5000 --timeout 400 \
+	--go /tmp/kg2.go >/tmp/kg2.out 2>/tmp/kg2.err &
+K=$!
+isol watch --pid $K -D 900 --events >/tmp/vm2.json 2>/tmp/vm2.err &
+W=$!
+wait_for /tmp/vm2.err "exit reasons named"
+touch /tmp/kg2.go
+wait $K
+echo "kvmguest2_status=$?"
+cat /tmp/kg2.err
+kill -INT $W
+wait $W
+rc=$?
+section guest2 cat /tmp/kg2.out
+section watch_pid sh -c "cat /tmp/vm2.json; exit $rc"
+section watch_pid_err cat /tmp/vm2.err

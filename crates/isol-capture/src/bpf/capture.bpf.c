@@ -47,7 +47,7 @@ struct cpu_state {
 	__u32 sched_prev; /* pid switched away from */
 	/* A vCPU thread in its guest on this CPU (since kvm_entry), and the
 	 * exit opened by an interrupt before kvm_exit named it: where
-	 * kvm_exit fires after the host served the interrupt (6.1). */
+	 * kvm_exit fires after the host served the interrupt (5.10, 6.1). */
 	__u32 guest_tid;
 	__u8 vm_pending;
 	__u8 pad2[3];
@@ -1290,9 +1290,10 @@ int BPF_PROG(tick_stop, int success, int dependency)
  * A vCPU thread sits in the kernel (ioctl KVM_RUN) while its guest runs;
  * each VM exit is one interruption of the guest: it opens at kvm_exit
  * (or, where kvm_exit fires only after the host served the interrupt that
- * caused the exit, as on 6.1, at that interrupt: the thread was in its
- * guest since kvm_entry) and closes when the thread re-enters the guest (kvm_entry), or returns to
- * its VMM (kvm_userspace_exit), or leaves the CPU (sched_switch). What
+ * caused the exit, as on 5.10 and 6.1, at that interrupt: the thread was
+ * in its guest since kvm_entry) and closes when the thread re-enters the
+ * guest (kvm_entry), returns to its VMM (kvm_userspace_exit) or leaves
+ * the CPU (sched_switch). What
  * the host runs meanwhile (the interrupt that caused an INTR exit, the
  * IPI's function) joins its chain through the handlers above. These are
  * raw tracepoints of the kvm module: loaded with the rest, attached by
@@ -1395,6 +1396,12 @@ int kvm_userspace_exit(struct bpf_raw_tracepoint_args *ctx)
 	st->guest_tid = 0;
 	if (!st->start || !st->vm || st->tid != (__u32)bpf_get_current_pid_tgid())
 		return 0;
+	/* A full chain gives its last slot to the return to the VMM, which
+	 * says where the exit's time went. */
+	if (st->nchain >= MAX_CHAIN) {
+		st->nchain = MAX_CHAIN - 1;
+		st->flags |= REC_TRUNCATED;
+	}
 	add_cause(st, CLASS_VMEXIT, KIND_VM_USERSPACE, ctx->args[0], 0);
 	st->flags |= REC_VM_USERSPACE;
 	close_episode(st, bpf_ktime_get_ns());
