@@ -342,4 +342,33 @@ mod tests {
         });
         assert_eq!(c.detail, "TIMER");
     }
+
+    #[test]
+    fn vm_exits_are_named_with_their_origin() {
+        let r = Resolver {
+            ksyms: Ksyms::parse(""),
+            irq_names: HashMap::new(),
+        };
+        let raw = |kind, arg, addr| RawCause {
+            class: raw::CLASS_VMEXIT as u8,
+            kind: kind as u8,
+            pad: 0,
+            arg,
+            addr,
+        };
+        let c = r.cause(&raw(raw::KIND_VM_EXIT, 0x60, raw::VM_ISA_SVM as u64));
+        assert_eq!((c.class, c.kind), (Class::VmExit, Kind::VmExit));
+        assert_eq!(c.detail, "INTR");
+        let e = c.vm_exit.unwrap();
+        assert_eq!((e.isa, e.origin), (Isa::Svm, crate::vmexit::Origin::Host));
+        let c = r.cause(&raw(raw::KIND_VM_EXIT, 30, raw::VM_ISA_VMX as u64));
+        assert_eq!(c.detail, "IO_INSTRUCTION");
+        assert_eq!(c.vm_exit.unwrap().origin, crate::vmexit::Origin::Guest);
+        let c = r.cause(&raw(raw::KIND_VM_USERSPACE, 5, 0));
+        assert_eq!(
+            (c.kind, c.detail.as_str()),
+            (Kind::VmUserspace, "KVM_EXIT_HLT")
+        );
+        assert!(c.vm_exit.is_none());
+    }
 }
