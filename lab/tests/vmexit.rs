@@ -79,6 +79,31 @@ fn vm_exits_on(series: Series) {
         false,
     );
 
+    // isold's /metrics: the exits by reason, as the VMM made them.
+    let guest3 = report(&out, "guest3");
+    let metrics = out.section("metrics").unwrap().text;
+    let exits = |reason: &str| -> u64 {
+        let key = format!(
+            "isol_interruptions_total{{cpu=\"1\",class=\"vmexit\",kind=\"vm_exit\",detail=\"{reason}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    eprintln!(
+        "isold: vmexit INTR {} HLT {} IOIO {}",
+        exits("INTR"),
+        exits("HLT"),
+        exits("IOIO")
+    );
+    assert!(exits("HLT") >= guest3["hlt"].as_u64().unwrap(), "{metrics}");
+    assert!(
+        exits("IOIO") >= guest3["out"].as_u64().unwrap(),
+        "{metrics}"
+    );
+    assert!(exits("INTR") >= 1, "{metrics}");
+
     // KVM's NX huge page recovery thread for this VM (on 6.12 a thread
     // of the VMM) is allowed on the vCPU's CPU: the audit names it and
     // moves it away.
