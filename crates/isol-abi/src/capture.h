@@ -24,6 +24,7 @@ enum isol_class {
 	CLASS_SYSCALL = 7,
 	CLASS_SCHED = 8,
 	CLASS_WORKQUEUE = 9,
+	CLASS_VMEXIT = 10,      /* the guest of a KVM vCPU thread left for the host */
 };
 
 /* What exactly, within a class. `arg`/`addr` of struct cause say more. */
@@ -47,7 +48,29 @@ enum isol_kind {
 	KIND_WORK = 16,           /* addr: work function */
 	KIND_KERNEL_ENTRY = 17,   /* user->kernel with no other cause seen */
 	KIND_ISOL_SIGNAL = 18,    /* isol's own strict-mode signal irq_work */
-	KIND_MAX = 19,
+	KIND_VM_EXIT = 19,        /* arg: exit reason, addr: enum isol_vm_isa */
+	KIND_VM_USERSPACE = 20,   /* KVM_RUN returned to the VMM; arg: KVM_EXIT_* */
+	KIND_MAX = 21,
+};
+
+/* Which hardware virtualization a kvm_exit reason belongs to: the
+ * kernel's KVM_ISA_VMX/KVM_ISA_SVM (the tracepoint's `isa` argument). */
+enum isol_vm_isa {
+	VM_ISA_UNKNOWN = 0,
+	VM_ISA_VMX = 1,
+	VM_ISA_SVM = 2,
+};
+/* An exit whose reason could not be read (SVM's own codes end at -1, ERR). */
+#define VM_REASON_UNKNOWN 0xfffffffeu
+
+/* Where the kvm_exit raw tracepoint keeps the exit reason, set by user
+ * space when it attaches (the layout is the kvm modules', known only once
+ * they are loaded). */
+struct kvm_layout {
+	__u32 reason_in_arg0; /* before 5.16: kvm_exit(reason, vcpu, isa) */
+	__u32 pad;
+	__u64 svm_vmcb_off;   /* offsetof(struct vcpu_svm, vmcb), 0: unknown */
+	__u64 vmx_reason_off; /* offsetof(struct vcpu_vmx, exit_reason), 0: unknown */
 };
 
 /* arg of a KIND_CSD_FUNCTION cause: what was queued (the csd's type), and
@@ -91,6 +114,7 @@ struct sender {
 #define REC_STRICT_BREAK (1u << 2)/* this entry broke a strict task */
 #define REC_NO_DURATION (1u << 3) /* point event (fault outside nohz_full) */
 #define REC_IDLE (1u << 4)        /* the CPU was idle */
+#define REC_VM_USERSPACE (1u << 5)/* a VM exit handed to the VMM: it ends at the return to user space */
 
 /* One interruption. */
 struct record {
@@ -226,5 +250,6 @@ _Static_assert(sizeof(struct strict_cfg) == 24, "strict_cfg layout");
 _Static_assert(sizeof(struct strict_break) == 232, "strict_break layout");
 _Static_assert(sizeof(struct tick_state) == 24, "tick_state layout");
 _Static_assert(sizeof(struct isol_page) == 240, "isol_page layout");
+_Static_assert(sizeof(struct kvm_layout) == 24, "kvm_layout layout");
 
 #endif

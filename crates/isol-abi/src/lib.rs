@@ -72,6 +72,7 @@ vocabulary! {
         Syscall = CLASS_SYSCALL => "syscall",
         Sched = CLASS_SCHED => "sched",
         Workqueue = CLASS_WORKQUEUE => "workqueue",
+        VmExit = CLASS_VMEXIT => "vmexit",
     }
 }
 
@@ -97,6 +98,8 @@ vocabulary! {
         Work = KIND_WORK => "work",
         KernelEntry = KIND_KERNEL_ENTRY => "kernel_entry",
         IsolSignal = KIND_ISOL_SIGNAL => "isol_signal",
+        VmExit = KIND_VM_EXIT => "vm_exit",
+        VmUserspace = KIND_VM_USERSPACE => "vm_userspace",
     }
 }
 

@@ -5,6 +5,7 @@
 //! on a period from a housekeeping CPU.
 
 use crate::cause::Kind;
+use crate::kvm::VmStatus;
 use crate::page::StatusPage;
 use crate::record::{
     self, RawAggKey, RawRecord, RawStrictBreak, RawStrictCfg, RawTickState, Record, Resolver,
@@ -13,6 +14,7 @@ use crate::skel::{CaptureSkel, CaptureSkelBuilder, OpenCaptureSkel};
 use crate::strict::{StrictBreak, StrictConfig, TickState};
 use crate::{Aggregate, Drops};
 use anyhow::{bail, Context, Result};
+use isol_abi::raw::kvm_layout as RawKvmLayout;
 use isol_cpulist::CpuSet;
 use isol_system::features::Features;
 use isol_system::tracefs::{self, Tracefs};
@@ -349,6 +351,8 @@ impl Drop for Loaded {
 pub struct Capture {
     // Field order is drop order: the ring reads a map of the object.
     ring: RingBuffer<'static>,
+    /// The kvm tracepoints' links (detached before the object closes).
+    vm_links: Vec<libbpf_rs::Link>,
     loaded: Loaded,
     queue: Rc<RefCell<VecDeque<RawRecord>>>,
     strict_count: *mut u32,
@@ -366,6 +370,12 @@ pub struct Capture {
     /// /proc/interrupts for the watched CPUs just before and just after
     /// the programs were armed.
     vectors_at_arm: (Vec<VectorCounts>, Vec<VectorCounts>),
+    /// VM exits: captured, or why not.
+    pub vm: VmStatus,
+    kvm_layout: *mut RawKvmLayout,
+    tracefs: std::path::PathBuf,
+    release: String,
+    vm_polled: Option<std::time::Instant>,
 }
 
 impl Drop for Capture {
@@ -504,6 +514,12 @@ impl Capture {
         let mut skipped = Vec::new();
         for mut prog in open.open_object_mut().progs_mut() {
             let name = prog.name().to_string_lossy().into_owned();
+            // The kvm module's raw tracepoints: loaded now (a raw_tp needs
+            // no BTF of its target), attached once the module is there.
+            if crate::kvm::PROGRAMS.contains(&name.as_str()) {
+                prog.set_autoattach(false);
+                continue;
+            }
             let Some(&(_, hook, want)) = PROGRAMS.iter().find(|(p, _, _)| *p == name) else {
                 continue;
             };
@@ -584,6 +600,8 @@ impl Capture {
         let bss = skel.maps.bss_data.as_deref_mut().context("no bss")?;
         let strict_count = &mut bss.strict_count as *mut u32;
         let armed = &mut bss.armed as *mut u32;
+        // The skeleton has its own copy of the header's struct: same layout.
+        let kvm_layout = &mut bss.kvm_layout as *mut _ as *mut RawKvmLayout;
         skel.attach().context("attaching the BPF programs")?;
         // SAFETY: .bss is mmap'ed for the object's lifetime (owned below).
         let before_arm = kernel_vectors(&opts.cpus);
@@ -608,8 +626,9 @@ impl Capture {
             0
         })?;
         let ring = rb.build()?;
-        Ok(Capture {
+        let mut cap = Capture {
             ring,
+            vm_links: Vec::new(),
             loaded,
             queue,
             strict_count,
@@ -621,7 +640,89 @@ impl Capture {
             sources,
             options: opts,
             vectors_at_arm,
-        })
+            vm: VmStatus::NoKvm,
+            kvm_layout,
+            tracefs: tfs,
+            release: release.trim().to_string(),
+            vm_polled: None,
+        };
+        cap.poll_vm();
+        Ok(cap)
+    }
+
+    /// Attach the VM exit programs if the kvm module is there and they
+    /// are not attached yet (it may load after isol starts), and name
+    /// exit reasons once the vendor module (kvm_amd, kvm_intel) is there
+    /// too; checks at most once a second. True when what isol captures of
+    /// VM exits changed just now (`vm` says how).
+    pub fn poll_vm(&mut self) -> bool {
+        if matches!(
+            self.vm,
+            VmStatus::Failed { .. } | VmStatus::Attached { reasons: true, .. }
+        ) || self
+            .vm_polled
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1))
+        {
+            return false;
+        }
+        self.vm_polled = Some(std::time::Instant::now());
+        // A module still initializing has its tracefs events but not yet
+        // its raw tracepoints (attaching then fails with ENOENT).
+        if !crate::kvm::present(&self.tracefs) || !crate::kvm::live("kvm") {
+            return false;
+        }
+        let (layout, isa) = crate::kvm::layout(&self.release);
+        // SAFETY: .bss is mapped as long as `loaded` lives.
+        unsafe { std::ptr::write_volatile(self.kvm_layout, layout) };
+        let status = VmStatus::Attached {
+            isa,
+            reasons: crate::kvm::names_reasons(&layout, isa),
+        };
+        if matches!(self.vm, VmStatus::Attached { .. }) {
+            // Attached before the vendor module loaded: only the layout
+            // was missing.
+            let changed = self.vm != status;
+            self.vm = status;
+            return changed;
+        }
+        // Attaching patches kernel text, which IPIs every CPU: isol's own
+        // doing, not counted (nor a strict task's break).
+        // SAFETY: as above.
+        let was_armed = unsafe { std::ptr::read_volatile(self.armed) } != 0;
+        self.set_armed(false);
+        let mut links = Vec::new();
+        let mut error = None;
+        let progs = &self.skel().progs;
+        for tp in crate::kvm::TRACEPOINTS {
+            let p = match tp {
+                "kvm_entry" => &progs.kvm_entry,
+                "kvm_userspace_exit" => &progs.kvm_userspace_exit,
+                _ if layout.reason_in_arg0 != 0 => &progs.kvm_exit_old,
+                _ => &progs.kvm_exit,
+            };
+            match p.attach_raw_tracepoint(tp) {
+                Ok(l) => links.push(l),
+                Err(e) => {
+                    error = Some(format!("kvm:{tp}: {e}"));
+                    break;
+                }
+            }
+        }
+        self.set_armed(was_armed);
+        match error {
+            Some(error) => {
+                drop(links);
+                self.vm = VmStatus::Failed { error };
+                true
+            }
+            None => {
+                self.attached
+                    .extend(crate::kvm::TRACEPOINTS.iter().map(|tp| format!("kvm:{tp}")));
+                self.vm_links = links;
+                self.vm = status;
+                true
+            }
+        }
     }
 
     /// isol's vector counts beside the kernel's own (/proc/interrupts
@@ -705,6 +806,8 @@ impl Capture {
 
     /// Drain the ring buffer without blocking; returns raw records.
     pub fn drain_raw(&mut self) -> Vec<RawRecord> {
+        // Every consumer gets VM exits once the kvm module is there.
+        self.poll_vm();
         let _ = self.ring.consume();
         self.queue.borrow_mut().drain(..).collect()
     }

@@ -11,10 +11,12 @@ mod skel {
 pub mod capture;
 pub mod cause;
 pub mod ksyms;
+pub mod kvm;
 pub mod page;
 pub mod record;
 pub mod strict;
 pub mod threshold;
+pub mod vmexit;
 
 pub use capture::{Capture, Options};
 pub use cause::{Class, Kind};

@@ -3,6 +3,7 @@
 
 use crate::cause::{softirq_name, tlb_reason, Class, Kind};
 use crate::ksyms::Ksyms;
+use crate::vmexit::{userspace_exit_name, Isa, VmExit};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -16,6 +17,7 @@ pub const REC_TRUNCATED: u32 = raw::REC_TRUNCATED;
 pub const REC_STRICT_BREAK: u32 = raw::REC_STRICT_BREAK;
 pub const REC_NO_DURATION: u32 = raw::REC_NO_DURATION;
 pub const REC_IDLE: u32 = raw::REC_IDLE;
+pub const REC_VM_USERSPACE: u32 = raw::REC_VM_USERSPACE;
 
 /// The structs of capture.h (generated; see crate isol-abi).
 pub type RawCause = raw::cause;
@@ -59,6 +61,9 @@ pub struct Cause {
     pub pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nr: Option<u32>,
+    /// A VM exit's reason, decoded, and whose doing it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_exit: Option<VmExit>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,6 +100,10 @@ pub struct Record {
     pub no_duration: bool,
     /// More nested causes than the chain holds.
     pub truncated: bool,
+    /// A VM exit KVM handed to the VMM: the duration ends at the return
+    /// to user space, not at the next guest entry.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub vm_userspace: bool,
     pub cause: Cause,
     pub chain: Vec<Cause>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,6 +137,7 @@ impl Resolver {
             address: None,
             pid: None,
             nr: None,
+            vm_exit: None,
         };
         let func = || self.ksyms.name(c.addr);
         out.detail = match kind {
@@ -181,6 +191,13 @@ impl Resolver {
             }
             Kind::KernelEntry => "kernel entry with no traced cause".into(),
             Kind::IsolSignal => "isol's own strict-mode signal (irq_work)".into(),
+            Kind::VmExit => {
+                let e = VmExit::decode(Isa::from_raw(c.addr), c.arg);
+                let name = e.reason.clone();
+                out.vm_exit = Some(e);
+                name
+            }
+            Kind::VmUserspace => userspace_exit_name(c.arg),
             Kind::None => String::new(),
         };
         out
@@ -251,6 +268,7 @@ impl Resolver {
             strict_break: r.flags & REC_STRICT_BREAK != 0,
             no_duration: r.flags & REC_NO_DURATION != 0,
             truncated: r.flags & REC_TRUNCATED != 0,
+            vm_userspace: r.flags & REC_VM_USERSPACE != 0,
             cause: self.cause(&r.primary),
             chain: self.chain(&r.chain, r.nchain),
             sender,
@@ -335,5 +353,34 @@ mod tests {
             addr: 0,
         });
         assert_eq!(c.detail, "TIMER");
+    }
+
+    #[test]
+    fn vm_exits_are_named_with_their_origin() {
+        let r = Resolver {
+            ksyms: Ksyms::parse(""),
+            irq_names: HashMap::new(),
+        };
+        let raw = |kind, arg, addr| RawCause {
+            class: raw::CLASS_VMEXIT as u8,
+            kind: kind as u8,
+            pad: 0,
+            arg,
+            addr,
+        };
+        let c = r.cause(&raw(raw::KIND_VM_EXIT, 0x60, raw::VM_ISA_SVM as u64));
+        assert_eq!((c.class, c.kind), (Class::VmExit, Kind::VmExit));
+        assert_eq!(c.detail, "INTR");
+        let e = c.vm_exit.unwrap();
+        assert_eq!((e.isa, e.origin), (Isa::Svm, crate::vmexit::Origin::Host));
+        let c = r.cause(&raw(raw::KIND_VM_EXIT, 30, raw::VM_ISA_VMX as u64));
+        assert_eq!(c.detail, "IO_INSTRUCTION");
+        assert_eq!(c.vm_exit.unwrap().origin, crate::vmexit::Origin::Guest);
+        let c = r.cause(&raw(raw::KIND_VM_USERSPACE, 5, 0));
+        assert_eq!(
+            (c.kind, c.detail.as_str()),
+            (Kind::VmUserspace, "KVM_EXIT_HLT")
+        );
+        assert!(c.vm_exit.is_none());
     }
 }

@@ -59,6 +59,17 @@ impl Event {
                 }
             }
         }
+        if c.class == isol_capture::Class::VmExit {
+            // The host's part of a VM exit is what ran in it: an IPI's
+            // function when one took the guest out, else the reason.
+            if let Some(f) = r
+                .chain
+                .iter()
+                .find(|x| x.kind == isol_capture::Kind::CsdFunction)
+            {
+                callback = f.detail.clone();
+            }
+        }
         Event {
             ts_ns: r.start_ns.saturating_sub(t0_ns),
             cpu: Some(r.cpu),
@@ -156,7 +167,9 @@ impl Census {
     pub fn add(&mut self, e: &Event) {
         self.events += 1;
         let minute = (e.ts_ns / 60_000_000_000) as usize;
-        if e.class == "ipi" {
+        // An IPI that took a guest out (a VM exit with a sender) is an
+        // IPI all the same.
+        if e.class == "ipi" || (e.class == "vmexit" && e.sender.is_some()) {
             self.ipis += 1;
             let cb = self.callbacks.entry(e.callback.clone()).or_default();
             cb.count += 1;
@@ -309,6 +322,8 @@ pub fn comm_class(comm: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use isol_capture::record::Sender;
+    use isol_capture::{Cause, Class, Kind, Record};
 
     fn ipi(ts_s: u64, cb: &str, stack: &[&str], comm: &str) -> Event {
         Event {
@@ -375,6 +390,82 @@ mod tests {
             .find(|i| i.class == "timer")
             .unwrap();
         assert_eq!((t.count, t.total_ns, t.max_ns), (1, 500, 500));
+    }
+
+    fn cause(class: Class, kind: Kind, detail: &str) -> Cause {
+        Cause {
+            class,
+            kind,
+            detail: detail.into(),
+            irq: None,
+            vector: None,
+            address: None,
+            pid: None,
+            nr: None,
+            vm_exit: None,
+        }
+    }
+
+    fn vm_exit(chain: Vec<Cause>, sender: Option<Sender>) -> Record {
+        Record {
+            cpu: 1,
+            tid: 7,
+            pid: 6,
+            comm: "vmm".into(),
+            start_ns: 2_000,
+            duration_ns: 900,
+            exact: false,
+            idle: false,
+            strict_break: false,
+            no_duration: false,
+            truncated: false,
+            vm_userspace: false,
+            cause: chain[0].clone(),
+            chain,
+            sender,
+        }
+    }
+
+    #[test]
+    fn vm_exits_count_under_what_ran_in_them() {
+        let exit = |r| cause(Class::VmExit, Kind::VmExit, r);
+        let tlb = vm_exit(
+            vec![
+                exit("INTR"),
+                cause(Class::Ipi, Kind::CallFunction, "call_function"),
+                cause(Class::Ipi, Kind::CsdFunction, "flush_tlb_func"),
+            ],
+            Some(Sender {
+                cpu: 0,
+                context: "task",
+                pid: 8,
+                comm: "vmm".into(),
+                callsite: "on_each_cpu_cond_mask".into(),
+                function: "flush_tlb_func".into(),
+                stack: vec!["smp_call_function_many_cond".into()],
+            }),
+        );
+        let hlt = vm_exit(vec![exit("HLT")], None);
+        let (e, h) = (Event::from_record(&tlb, 0), Event::from_record(&hlt, 0));
+        assert_eq!(
+            (e.class.as_str(), e.callback.as_str()),
+            ("vmexit", "flush_tlb_func")
+        );
+        assert_eq!(h.callback, "HLT");
+        let mut c = Census::new();
+        c.add(&e);
+        c.add(&h);
+        let mut r = Report::new("isol");
+        r.duration_s = 60.0;
+        c.finish(&mut r);
+        // The IPI that took the guest out is an IPI; the guest's HLT is not.
+        assert_eq!((r.ipis, r.interruptions), (1, 2));
+        assert_eq!(r.callbacks[0].callback, "flush_tlb_func");
+        assert_eq!(r.senders[0].comms.get("vmm"), Some(&1));
+        assert!(r
+            .interruption_table
+            .iter()
+            .any(|i| i.class == "vmexit" && i.detail == "HLT" && i.count == 1));
     }
 
     #[test]

@@ -387,6 +387,7 @@ mod tests {
                 address: None,
                 pid: None,
                 nr: None,
+                vm_exit: None,
             },
             count,
             total_ns: count * 1000,
@@ -399,6 +400,25 @@ mod tests {
         let mut s = String::new();
         prometheus_client::encoding::text::encode(&mut s, r).unwrap();
         s
+    }
+
+    #[test]
+    fn vm_exits_are_their_own_class_by_reason() {
+        let (mut m, r) = Metrics::new(4, 10_000, None);
+        let exit = |reason: &str, n| {
+            let mut a = agg(reason, n, 10);
+            a.cause.class = Class::VmExit;
+            a.cause.kind = Kind::VmExit;
+            a
+        };
+        m.update_aggregates(&[exit("INTR", 5), exit("HLT", 3)]);
+        let t = text(&r);
+        for (reason, n) in [("INTR", 5), ("HLT", 3)] {
+            let line = format!(
+                "isol_interruptions_total{{cpu=\"1\",class=\"vmexit\",kind=\"vm_exit\",detail=\"{reason}\"}} {n}"
+            );
+            assert!(t.contains(&line), "no {line} in\n{t}");
+        }
     }
 
     #[test]

@@ -43,13 +43,18 @@ struct cpu_state {
 	__u8 exact;     /* opened by user_exit: closes at user_enter */
 	__u8 sched;     /* opened by a context switch: closes on switch back */
 	__u8 isol_irq_work; /* our own signal's irq_work is pending */
-	__u8 pad;
+	__u8 vm;        /* opened by kvm_exit: closes at kvm_entry */
 	__u32 sched_prev; /* pid switched away from */
 	__u32 break_tid;  /* the task this episode broke (not always `tid`:
 			   * a preemption episode belongs to the task
 			   * switched away from) */
 	__u32 break_page; /* its status page (strict_cfg.page), 0 if none */
-	__u32 pad2;
+	/* A vCPU thread in its guest on this CPU (since kvm_entry), and the
+	 * exit opened by an interrupt before kvm_exit named it: where
+	 * kvm_exit fires after the host served the interrupt (5.10, 6.1). */
+	__u32 guest_tid;
+	__u8 vm_pending;
+	__u8 pad2[7];
 	__u64 sched_task; /* its task_struct (to see it migrate away) */
 	char comm[TASK_COMM];
 	struct cause chain[MAX_CHAIN];
@@ -448,6 +453,8 @@ static __always_inline void open_episode(struct cpu_state *st, __u64 now)
 	st->nchain = 0;
 	st->exact = 0;
 	st->sched = 0;
+	st->vm = 0;
+	st->vm_pending = 0;
 	st->tid = (__u32)id;
 	st->tgid = id >> 32;
 	st->sender.valid = 0;
@@ -589,8 +596,17 @@ static __always_inline void enter(__u8 class, __u8 kind, __u32 arg, __u64 addr)
 	st = cur_state();
 	if (!st)
 		return;
-	if (!st->start)
+	if (!st->start) {
 		open_episode(st, bpf_ktime_get_ns());
+		/* The guest of this thread was running: this interrupt took
+		 * it out, and kvm_exit, still to come, names the exit. */
+		if (st->guest_tid && st->guest_tid == st->tid) {
+			st->vm = 1;
+			st->vm_pending = 1;
+			add_cause(st, CLASS_VMEXIT, KIND_VM_EXIT, VM_REASON_UNKNOWN, VM_ISA_UNKNOWN);
+		}
+	}
+	st->guest_tid = 0;
 	add_cause(st, class, kind, arg, addr);
 	st->depth++;
 	count_kind(kind);
@@ -617,7 +633,7 @@ static __always_inline void leave(void)
 	/* A killed strict task never reaches user_enter: name the cause now. */
 	if (st->flags & REC_STRICT_BREAK)
 		refine_break(st);
-	if (!st->exact && !st->sched)
+	if (!st->exact && !st->sched && !st->vm)
 		close_episode(st, bpf_ktime_get_ns());
 }
 
@@ -1172,6 +1188,12 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	}
 	now = bpf_ktime_get_ns();
 	if (st->start && st->sched) {
+		/* A vCPU thread preempted during a VM exit: the exit goes
+		 * on until it re-enters its guest (kvm_entry). */
+		if (st->vm && next_pid == st->sched_prev) {
+			st->sched = 0;
+			return 0;
+		}
 		/* The displacement ends when the displaced task runs again,
 		 * when the CPU goes idle, or when that task is no longer on
 		 * this CPU (migrated); until then every task that runs here
@@ -1358,5 +1380,128 @@ int BPF_PROG(tick_stop, int success, int dependency)
 		t->fail_dependency = dependency;
 		t->fails++;
 	}
+	return 0;
+}
+
+/* ---- VM exits of KVM vCPU threads ----
+ *
+ * A vCPU thread sits in the kernel (ioctl KVM_RUN) while its guest runs;
+ * each VM exit is one interruption of the guest: it opens at kvm_exit
+ * (or, where kvm_exit fires only after the host served the interrupt that
+ * caused the exit, as on 5.10 and 6.1, at that interrupt: the thread was
+ * in its guest since kvm_entry) and closes when the thread re-enters the
+ * guest (kvm_entry), returns to its VMM (kvm_userspace_exit) or leaves
+ * the CPU (sched_switch). What
+ * the host runs meanwhile (the interrupt that caused an INTR exit, the
+ * IPI's function) joins its chain through the handlers above. These are
+ * raw tracepoints of the kvm module: loaded with the rest, attached by
+ * user space once the module is there. */
+
+/* Written by user space before it attaches these programs. */
+struct kvm_layout kvm_layout = {};
+
+#define VMCB_EXIT_CODE 0x70 /* architectural: the VMCB control area's EXITCODE */
+
+/* Open the episode of a VM exit. */
+static __always_inline void vm_exit_open(__u32 reason, __u32 isa)
+{
+	struct cpu_state *st;
+	__u64 now;
+
+	st = cur_state();
+	if (!st)
+		return;
+	st->guest_tid = 0;
+	if (st->start && st->vm_pending && st->tid == (__u32)bpf_get_current_pid_tgid()) {
+		/* Opened by the interrupt that caused it: name it now. */
+		st->chain[0].arg = reason;
+		st->chain[0].addr = isa;
+		st->vm_pending = 0;
+		count_kind(KIND_VM_EXIT);
+		return;
+	}
+	now = bpf_ktime_get_ns();
+	/* An episode still open here lost its end (attached mid-exit). */
+	if (st->start)
+		close_episode(st, now);
+	open_episode(st, now);
+	st->vm = 1;
+	add_cause(st, CLASS_VMEXIT, KIND_VM_EXIT, reason, isa);
+	count_kind(KIND_VM_EXIT);
+}
+
+/* 5.16 on: kvm_exit(vcpu, isa); the reason is in the vendor's vCPU,
+ * which embeds struct kvm_vcpu at offset 0. (A raw_tp may not read past
+ * its tracepoint's arguments: one program per prototype.) */
+SEC("raw_tp/kvm_exit")
+int kvm_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 vcpu, vmcb = 0;
+	__u32 isa, reason = VM_REASON_UNKNOWN;
+
+	if (!watched_here())
+		return 0;
+	vcpu = ctx->args[0];
+	isa = ctx->args[1];
+	if (isa == VM_ISA_SVM && kvm_layout.svm_vmcb_off) {
+		if (!bpf_probe_read_kernel(&vmcb, sizeof(vmcb), (void *)(vcpu + kvm_layout.svm_vmcb_off)) && vmcb)
+			bpf_probe_read_kernel(&reason, sizeof(reason), (void *)(vmcb + VMCB_EXIT_CODE));
+	} else if (isa == VM_ISA_VMX && kvm_layout.vmx_reason_off) {
+		if (!bpf_probe_read_kernel(&reason, sizeof(reason), (void *)(vcpu + kvm_layout.vmx_reason_off)))
+			reason &= 0xffff; /* the basic exit reason */
+	}
+	vm_exit_open(reason, isa);
+	return 0;
+}
+
+/* Before 5.16: kvm_exit(reason, vcpu, isa). */
+SEC("raw_tp/kvm_exit")
+int kvm_exit_old(struct bpf_raw_tracepoint_args *ctx)
+{
+	if (watched_here())
+		vm_exit_open(ctx->args[0], ctx->args[2]);
+	return 0;
+}
+
+SEC("raw_tp/kvm_entry")
+int kvm_entry(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct cpu_state *st;
+
+	if (!watched_here())
+		return 0;
+	st = cur_state();
+	if (!st)
+		return 0;
+	if (st->start && st->vm && st->tid == (__u32)bpf_get_current_pid_tgid())
+		close_episode(st, bpf_ktime_get_ns());
+	st->guest_tid = (__u32)bpf_get_current_pid_tgid();
+	return 0;
+}
+
+/* KVM_RUN returns to the VMM (an exit it handles in user space, or a
+ * signal): the exit's kernel part ends here. */
+SEC("raw_tp/kvm_userspace_exit")
+int kvm_userspace_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct cpu_state *st;
+
+	if (!watched_here())
+		return 0;
+	st = cur_state();
+	if (!st)
+		return 0;
+	st->guest_tid = 0;
+	if (!st->start || !st->vm || st->tid != (__u32)bpf_get_current_pid_tgid())
+		return 0;
+	/* A full chain gives its last slot to the return to the VMM, which
+	 * says where the exit's time went. */
+	if (st->nchain >= MAX_CHAIN) {
+		st->nchain = MAX_CHAIN - 1;
+		st->flags |= REC_TRUNCATED;
+	}
+	add_cause(st, CLASS_VMEXIT, KIND_VM_USERSPACE, ctx->args[0], 0);
+	st->flags |= REC_VM_USERSPACE;
+	close_episode(st, bpf_ktime_get_ns());
 	return 0;
 }

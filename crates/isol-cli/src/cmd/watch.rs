@@ -135,6 +135,8 @@ struct Summary<'a> {
     breaks: Vec<isol_capture::StrictBreak>,
     /// How this kernel gave each fact.
     sources: &'a isol_capture::capture::Sources,
+    /// VM exits of vCPU threads: captured (and how), or why not.
+    vm: &'a isol_capture::kvm::VmStatus,
     /// Per watched CPU, the vectors isol counted beside the kernel's own
     /// counts over the same run: nothing lost silently.
     vectors: Vec<isol_capture::capture::VectorCheck>,
@@ -254,6 +256,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             cap.attached.len()
         );
     }
+    if !live {
+        eprintln!("isol: VM exits: {}", cap.vm.describe());
+    }
     if strict_any {
         // Tell a waiting test or script that registration is in place.
         eprintln!("isol: strict mode armed");
@@ -285,6 +290,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             continue;
         }
         last_drain = Instant::now();
+        if cap.poll_vm() && !live {
+            eprintln!("isol: VM exits: {}", cap.vm.describe());
+        }
         let raws = cap.drain_raw();
         records += raws.len() as u64;
         if a.events {
@@ -359,6 +367,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             trace_window_ms: a.on.trace_window_ms,
             trace_dropped: ring.dropped(),
         }),
+        vm: &cap.vm,
         vectors,
         tick,
     };

@@ -24,6 +24,7 @@ pub(crate) fn cause_of(r: &RawRecord) -> Cause {
         address: None,
         pid: None,
         nr: None,
+        vm_exit: None,
     }
 }
 
@@ -40,6 +41,7 @@ fn record_of(r: &RawRecord) -> Record {
         strict_break: false,
         no_duration: false,
         truncated: false,
+        vm_userspace: false,
         cause: cause_of(r),
         chain: vec![cause_of(r)],
         sender: (r.primary.kind == 5).then(|| Sender {

@@ -7,6 +7,7 @@ pub mod cpufreq;
 pub mod idle;
 pub mod irq;
 pub mod kthreads;
+pub mod kvm;
 pub mod mm;
 pub mod rcu;
 pub mod services;
@@ -25,6 +26,7 @@ pub fn all(ctx: &Ctx) -> Vec<Item> {
     v.extend(irq::check(ctx));
     v.extend(workqueue::check(ctx));
     v.extend(kthreads::check(ctx));
+    v.extend(kvm::check(ctx));
     v.extend(rcu::check(ctx));
     v.extend(sysctl::check(ctx));
     v.extend(mm::check(ctx));
