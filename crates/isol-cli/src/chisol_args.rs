@@ -50,6 +50,11 @@ pub struct Args {
     /// With --pid: end the process's isolation.
     #[arg(short = 'd', long, requires = "pid")]
     pub deactivate: bool,
+    /// With --pid: act on the process's threads whose name matches this
+    /// glob, each registered on the CPU it is pinned to, not on the whole
+    /// process: a VMM's vCPU threads (QEMU names them `CPU 0/KVM`, ...).
+    #[arg(long, value_name = "GLOB", requires = "pid")]
+    pub threads: Option<String>,
     /// Print the activation report and the final status as JSON (stderr).
     #[arg(long)]
     pub json: bool,

@@ -63,6 +63,8 @@ fn served_role() -> bool {
         page_watch_role();
     } else if role == "log_loop" {
         log_loop_role();
+    } else if role == "vcpus" {
+        vcpus_role();
     } else {
         panic!("unknown role {role}");
     }
@@ -2079,4 +2081,153 @@ fn logging_from_the_isolated_loop_enters_no_kernel_and_loses_nothing() {
         "system calls of the task while it logged: {inside:?}"
     );
     assert!(outside > 0, "the watch saw none of the task's system calls");
+}
+
+// ------------------------------------------------ a VMM's vCPU threads
+
+/// A VMM's shape: two threads named as QEMU names vCPU threads, one
+/// pinned to CPU 1 and spinning, one on CPU 0 sleeping, and an I/O
+/// thread; prints their tids and waits to be killed.
+fn vcpus_role() {
+    let spawn = |name: &str, cpu: Option<usize>, spin: bool| {
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                if let Some(c) = cpu {
+                    let mut set = nix::sched::CpuSet::new();
+                    set.set(c).unwrap();
+                    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+                }
+                say(&format!(
+                    "thread {} {}\n",
+                    std::thread::current().name().unwrap(),
+                    isol_task::gettid()
+                ));
+                loop {
+                    if spin {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            })
+            .unwrap()
+    };
+    let _a = spawn("CPU 0/KVM", Some(1), true);
+    let _b = spawn("CPU 1/KVM", Some(0), false);
+    let _c = spawn("IO mon_iothread", None, false);
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+const VCPUS_TEST: &str = "chisol_isolates_a_vmms_vcpu_threads_by_name";
+
+/// chisol -a -p VMM --threads 'CPU */KVM' registers each vCPU thread on its
+/// own CPU (not the process, not the I/O thread); a vCPU thread pinned to
+/// a CPU isold does not watch is refused and nothing stays registered;
+/// -d ends them.
+#[test]
+fn chisol_isolates_a_vmms_vcpu_threads_by_name() {
+    if served_role() {
+        return;
+    }
+    let _s = serial();
+    let d = Isold::start("");
+    let mut vmm = Proc(
+        helper(VCPUS_TEST, "vcpus")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(vmm.0.stdout.take().unwrap());
+    let mut tids = std::collections::BTreeMap::new();
+    let mut line = String::new();
+    while tids.len() < 3 {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the VMM said nothing"
+        );
+        if let Some((_, rest)) = line.split_once("thread ") {
+            let (name, tid) = rest.trim().rsplit_once(' ').unwrap();
+            tids.insert(name.to_string(), tid.parse::<u32>().unwrap_or_else(|_| panic!("{line:?}")));
+        }
+    }
+    let pid = vmm.pid().to_string();
+    let chisol = |args: &[&str]| {
+        Command::new(CHISOL)
+            .args(args)
+            .env("ISOL_SOCKET", &d.socket)
+            .output()
+            .unwrap()
+    };
+    let active = || -> Vec<u64> {
+        d.status(false)
+            .iter()
+            .filter(|t| t["active"] == true)
+            .map(|t| t["id"].as_u64().unwrap())
+            .collect()
+    };
+    // CPU 1/KVM sits on CPU 0, which isold does not watch: refused, and
+    // the other vCPU thread is not left registered either.
+    let o = chisol(&[
+        "-a",
+        "-p",
+        &pid,
+        "--threads",
+        "CPU */KVM",
+        "--allow-unisolated",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&tids["CPU 1/KVM"].to_string()),
+        "{}",
+        text(&o)
+    );
+    assert!(active().is_empty(), "{:?}\n{}", active(), text(&o));
+    // The one on CPU 1: registered as a thread, on CPU 1.
+    let o = chisol(&[
+        "-a",
+        "-p",
+        &pid,
+        "--threads",
+        "CPU 0/*",
+        "--allow-unisolated",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let j: Value = serde_json::from_str(
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_else(|| panic!("{}", text(&o))),
+    )
+    .unwrap();
+    assert_eq!(j["threads"].as_array().unwrap().len(), 1, "{j}");
+    assert_eq!(j["threads"][0]["tid"], tids["CPU 0/KVM"], "{j}");
+    assert_eq!(j["threads"][0]["cpu"], 1, "{j}");
+    assert_eq!(active(), vec![tids["CPU 0/KVM"] as u64]);
+    let st = d.status(false);
+    let t = st
+        .iter()
+        .find(|t| t["id"] == tids["CPU 0/KVM"])
+        .unwrap_or_else(|| panic!("{st:?}"));
+    assert_eq!(t["process"], false, "{t}");
+    // No match: a clear error.
+    let o = chisol(&[
+        "-a",
+        "-p",
+        &pid,
+        "--threads",
+        "vhost-*",
+        "--allow-unisolated",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("no thread"),
+        "{}",
+        text(&o)
+    );
+    // -d ends it.
+    let o = chisol(&["-d", "-p", &pid, "--threads", "CPU 0/*"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(active().is_empty(), "{:?}", active());
 }

@@ -379,6 +379,9 @@ fn parent(
 /// chisol -p PID: register (or, with -d, unregister) a running process
 /// with isold, which checks that the caller owns it and may use its CPU.
 fn existing(a: &Args, pid: u32) -> Result<ExitCode> {
+    if let Some(glob) = &a.threads {
+        return threads(a, pid, glob);
+    }
     let mut w = isol_task::watcher::Watcher::connect(false)?;
     if a.deactivate {
         w.call(&Request::Unregister {
@@ -420,6 +423,97 @@ fn existing(a: &Args, pid: u32) -> Result<ExitCode> {
                 eprintln!("chisol:   tick: {}: {}", d.kind, d.detail);
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The threads of `pid` whose name matches `glob`, as (tid, name).
+fn matching_threads(pid: u32, glob: &glob::Pattern) -> Result<Vec<(u32, String)>> {
+    let dir = format!("/proc/{pid}/task");
+    let mut out = Vec::new();
+    for e in
+        std::fs::read_dir(&dir).map_err(|e| anyhow::anyhow!("{dir}: {e} (no process {pid}?)"))?
+    {
+        let Ok(tid) = e?.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(comm) = std::fs::read_to_string(format!("{dir}/{tid}/comm")) else {
+            continue; // exited meanwhile
+        };
+        let comm = comm.trim_end_matches('\n').to_string();
+        if glob.matches(&comm) {
+            out.push((tid, comm));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// chisol -p PID --threads GLOB: each matching thread registered (or, with
+/// -d, unregistered) on its own CPU, as the task isolation series' QEMU
+/// patch activated isolation from each vCPU thread.
+fn threads(a: &Args, pid: u32, pattern: &str) -> Result<ExitCode> {
+    let glob =
+        glob::Pattern::new(pattern).map_err(|e| anyhow::anyhow!("--threads {pattern:?}: {e}"))?;
+    let found = matching_threads(pid, &glob)?;
+    if found.is_empty() {
+        bail!("no thread of process {pid} is named like {pattern:?}");
+    }
+    if !a.activate && !a.deactivate {
+        bail!("with --pid, say -a (activate) or -d (deactivate)");
+    }
+    let mut w = isol_task::watcher::Watcher::connect(false)?;
+    let cfg = config_from(a)?;
+    let mut report: Vec<serde_json::Value> = Vec::new();
+    for (tid, name) in &found {
+        if a.deactivate {
+            w.call(&Request::Unregister {
+                id: *tid,
+                process: false,
+            })?;
+            eprintln!("chisol: thread {tid} ({name}) no longer isolated");
+            continue;
+        }
+        let cpu = match w.call(&Request::Register(isol_task::registration(
+            &cfg, *tid, false,
+        ))) {
+            Ok(Response::Registered { cpu }) => cpu,
+            other => {
+                // All or none: the threads registered so far are released.
+                for r in &report {
+                    let _ = w.call(&Request::Unregister {
+                        id: r["tid"].as_u64().unwrap_or(0) as u32,
+                        process: false,
+                    });
+                }
+                match other {
+                    Err(e) => bail!("thread {tid} ({name}): {e}; none registered"),
+                    Ok(r) => bail!("unexpected answer from isold: {r:?}"),
+                }
+            }
+        };
+        let tick = match w.call(&Request::WaitTick {
+            cpu,
+            tid: *tid,
+            timeout_ms: cfg.tick_timeout_ms,
+            timers: cfg.quiesce.contains(Quiesce::TIMERS),
+        })? {
+            Response::Tick(t) => Some(t),
+            _ => None,
+        };
+        if !a.json {
+            eprintln!(
+                "chisol: thread {tid} ({name}) of pid {pid} isolated on CPU {cpu} ({})",
+                cfg.mode().name()
+            );
+        }
+        report.push(serde_json::json!({"tid": tid, "name": name, "cpu": cpu, "tick": tick}));
+    }
+    if a.json && a.activate {
+        eprintln!(
+            "{}",
+            serde_json::json!({"pid": pid, "mode": cfg.mode(), "threads": report})
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
