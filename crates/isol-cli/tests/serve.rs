@@ -324,7 +324,7 @@ fn reloads_replace_the_capture_without_leaking_and_an_unservable_config_is_refus
         sample(m, "isol_config_reload_failures_total") == Some(1.0)
     });
     assert!(m.contains("isol_up 1"));
-    assert_eq!(sample(&m, "isol_config_reloads_total"), Some(20.0));
+    assert_eq!(sample(&m, "isol_config_reloads_total"), Some(30.0));
     assert_eq!(sample(&m, "isol_watched_cpus"), Some(1.0));
     assert_eq!(programs_of(pid), programs);
     // And it still captures: the generator's IPIs keep counting.
