@@ -2149,7 +2149,10 @@ fn chisol_isolates_a_vmms_vcpu_threads_by_name() {
         );
         if let Some((_, rest)) = line.split_once("thread ") {
             let (name, tid) = rest.trim().rsplit_once(' ').unwrap();
-            tids.insert(name.to_string(), tid.parse::<u32>().unwrap_or_else(|_| panic!("{line:?}")));
+            tids.insert(
+                name.to_string(),
+                tid.parse::<u32>().unwrap_or_else(|_| panic!("{line:?}")),
+            );
         }
     }
     let pid = vmm.pid().to_string();
