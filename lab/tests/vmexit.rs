@@ -187,7 +187,20 @@ fn check_exits(all: &[Value], guest: &Value, senders: bool) {
             "{} {name} exits recorded, the guest made {asked}",
             these.len()
         );
-        for r in &these {
+        // An interrupt that lands while isol closes a record can overwrite
+        // the per-CPU chain under it (the capture's programs nest on one
+        // CPU's state): such a record no longer starts with its exit.
+        // Seen once in a few hundred exits (5.10, --pid); counted, bounded.
+        let disturbed = these
+            .iter()
+            .filter(|r| r["chain"][0]["class"] != "vmexit")
+            .count();
+        assert!(
+            disturbed <= 2,
+            "{disturbed} of {} {name} exits lost their chain to a nested interrupt",
+            these.len()
+        );
+        for r in these.iter().filter(|r| r["chain"][0]["class"] == "vmexit") {
             assert_eq!(r["cause"]["vm_exit"]["origin"], "guest", "{r}");
             assert_eq!(r["vm_userspace"], true, "{r}");
             // (An interrupt may land while isol closes the record: the
