@@ -346,6 +346,17 @@ impl Drop for Loaded {
     }
 }
 
+/// Entries of the aggregation map for `watched` CPUs: 256 causes per CPU,
+/// at least the 16384 a small machine always had (preallocated, 4.6 MiB),
+/// at most 1M. Above 16384 entries are allocated as causes appear
+/// (BPF_F_NO_PREALLOC): 1024 watched CPUs would otherwise pin 80 MiB of
+/// kernel memory for keys a quiet machine never uses.
+pub fn agg_size(watched: usize) -> (u32, bool) {
+    const MIN: u32 = 16384;
+    let n = (watched.max(1) as u64 * 256).clamp(MIN as u64, 1 << 20) as u32;
+    (n, n == MIN)
+}
+
 /// A running capture. Dropping it detaches every program and frees its
 /// maps.
 pub struct Capture {
@@ -509,6 +520,20 @@ impl Capture {
 
         if opts.ring_bytes != 0 {
             open.maps.events.set_max_entries(opts.ring_bytes)?;
+        }
+        // Distinct (CPU, cause) keys grow with the watched CPUs (--pid
+        // follows a process onto any of them).
+        let watched = if opts.cpus.is_empty() {
+            isol_system::topology::possible_cpus(&root).map_or(1, |p| p.len())
+        } else {
+            opts.cpus.len()
+        };
+        let (entries, prealloc) = agg_size(watched);
+        open.maps.agg.set_max_entries(entries)?;
+        if !prealloc {
+            open.maps
+                .agg
+                .set_map_flags(libbpf_rs::libbpf_sys::BPF_F_NO_PREALLOC)?;
         }
         let mut attached = Vec::new();
         let mut skipped = Vec::new();
@@ -1098,4 +1123,14 @@ fn kernel_vectors(cpus: &CpuSet) -> Vec<VectorCounts> {
             irq_work: get("IWI", cpu),
         })
         .collect()
+}
+
+#[cfg(test)]
+#[test]
+fn the_aggregation_map_grows_with_the_watched_cpus() {
+    assert_eq!(agg_size(1), (16384, true));
+    assert_eq!(agg_size(64), (16384, true));
+    // 256 causes per CPU from there, allocated on demand.
+    assert_eq!(agg_size(1024), (262_144, false));
+    assert_eq!(agg_size(8192), (1 << 20, false));
 }
