@@ -1544,18 +1544,13 @@ fn a_dead_processs_registration_does_not_pass_to_the_next_with_its_pid() {
 static BROKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static STORM_TID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-extern "C" fn on_break(_: libc::c_int) {
-    BROKEN.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
-/// Strict isolation on CPU 1 (SIGUSR1, caught) while a thread of this
-/// process on CPU 0 maps, touches and unmaps a page: each unmap sends
-/// CPU 1 a TLB-flush IPI. The first break is printed as the API gives it.
-fn tlb_break_role() {
+/// A thread of this process on CPU 0 that maps, touches and unmaps a
+/// page until BROKEN (at most 20 s): each unmap sends a TLB-flush IPI to
+/// every CPU where the process's mm is live (CPU 1, where the caller
+/// runs). Its tid goes to STORM_TID.
+fn tlb_storm() -> std::thread::JoinHandle<()> {
     use std::sync::atomic::Ordering::SeqCst;
-    // SAFETY: the handler only stores to an atomic.
-    unsafe { libc::signal(libc::SIGUSR1, on_break as *const () as libc::sighandler_t) };
-    let storm = std::thread::spawn(|| {
+    std::thread::spawn(|| {
         stay_on_housekeeping();
         STORM_TID.store(isol_task::gettid(), SeqCst);
         let t0 = Instant::now();
@@ -1575,7 +1570,21 @@ fn tlb_break_role() {
                 libc::munmap(p, 4096);
             }
         }
-    });
+    })
+}
+
+extern "C" fn on_break(_: libc::c_int) {
+    BROKEN.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Strict isolation on CPU 1 (SIGUSR1, caught) while a thread of this
+/// process on CPU 0 maps, touches and unmaps a page: each unmap sends
+/// CPU 1 a TLB-flush IPI. The first break is printed as the API gives it.
+fn tlb_break_role() {
+    use std::sync::atomic::Ordering::SeqCst;
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { libc::signal(libc::SIGUSR1, on_break as *const () as libc::sighandler_t) };
+    let storm = tlb_storm();
     let mut set = nix::sched::CpuSet::new();
     set.set(1).unwrap();
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
@@ -1723,27 +1732,7 @@ fn page_watch_role() {
     use std::sync::atomic::Ordering::SeqCst;
     // The test starts its watch on this process first.
     wait_for_go();
-    let storm = std::thread::spawn(|| {
-        stay_on_housekeeping();
-        STORM_TID.store(isol_task::gettid(), SeqCst);
-        let t0 = Instant::now();
-        while !BROKEN.load(SeqCst) && t0.elapsed() < Duration::from_secs(20) {
-            // SAFETY: a private anonymous page, touched then unmapped.
-            unsafe {
-                let p = libc::mmap(
-                    std::ptr::null_mut(),
-                    4096,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                );
-                assert_ne!(p, libc::MAP_FAILED);
-                std::ptr::write_volatile(p as *mut u8, 1);
-                libc::munmap(p, 4096);
-            }
-        }
-    });
+    let storm = tlb_storm();
     let mut set = nix::sched::CpuSet::new();
     set.set(1).unwrap();
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
