@@ -1393,24 +1393,11 @@ fn chisol_configures_and_a_rust_program_activates_it() {
 /// and talks to isold) and say so.
 fn strict_leaves_role() {
     let control = std::env::var_os("ISOL_TEST_SYSCALL_BEFORE_LEAVING").is_some();
-    let mut set = nix::sched::CpuSet::new();
-    set.set(1).unwrap();
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
-    isol_task::configure(isol_task::Config {
-        allow_unisolated: true,
-        lock_memory: true,
-        quiesce: isol_task::Quiesce::empty(),
-        tick_timeout_ms: 50,
-        strict: Some(isol_task::Strict {
-            signal: libc::SIGKILL,
-            syscalls: true,
-            own_only: true,
-        }),
-        ..Default::default()
-    })
-    .unwrap();
-    let r = isol_task::activate().unwrap();
-    assert!(r.registered, "{r:?}");
+    let r = activate_on_cpu1(Some(isol_task::Strict {
+        signal: libc::SIGKILL,
+        syscalls: true,
+        own_only: true,
+    }));
     // Armed: from here the thread's next syscall would be a break.
     let t0 = std::time::Instant::now();
     let mut n = 0u64;
@@ -1544,6 +1531,26 @@ fn a_dead_processs_registration_does_not_pass_to_the_next_with_its_pid() {
 static BROKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static STORM_TID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// Pinned to CPU 1, no quiesce, a short tick wait: activated (strict as
+/// given, else persistent) and registered with the watcher.
+fn activate_on_cpu1(strict: Option<isol_task::Strict>) -> isol_task::ActivationReport {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(1).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+    isol_task::configure(isol_task::Config {
+        allow_unisolated: true,
+        lock_memory: true,
+        quiesce: isol_task::Quiesce::empty(),
+        tick_timeout_ms: 50,
+        strict,
+        ..Default::default()
+    })
+    .unwrap();
+    let r = isol_task::activate().unwrap();
+    assert!(r.registered, "{r:?}");
+    r
+}
+
 /// A thread of this process on CPU 0 that maps, touches and unmaps a
 /// page until BROKEN (at most 20 s): each unmap sends a TLB-flush IPI to
 /// every CPU where the process's mm is live (CPU 1, where the caller
@@ -1585,24 +1592,11 @@ fn tlb_break_role() {
     // SAFETY: the handler only stores to an atomic.
     unsafe { libc::signal(libc::SIGUSR1, on_break as *const () as libc::sighandler_t) };
     let storm = tlb_storm();
-    let mut set = nix::sched::CpuSet::new();
-    set.set(1).unwrap();
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
-    isol_task::configure(isol_task::Config {
-        allow_unisolated: true,
-        lock_memory: true,
-        quiesce: isol_task::Quiesce::empty(),
-        tick_timeout_ms: 50,
-        strict: Some(isol_task::Strict {
-            signal: libc::SIGUSR1,
-            syscalls: false,
-            own_only: false,
-        }),
-        ..Default::default()
-    })
-    .unwrap();
-    let r = isol_task::activate().unwrap();
-    assert!(r.registered, "{r:?}");
+    let r = activate_on_cpu1(Some(isol_task::Strict {
+        signal: libc::SIGUSR1,
+        syscalls: false,
+        own_only: false,
+    }));
     let t0 = Instant::now();
     while !BROKEN.load(SeqCst) && t0.elapsed() < Duration::from_secs(15) {
         std::hint::spin_loop();
@@ -1733,19 +1727,7 @@ fn page_watch_role() {
     // The test starts its watch on this process first.
     wait_for_go();
     let storm = tlb_storm();
-    let mut set = nix::sched::CpuSet::new();
-    set.set(1).unwrap();
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
-    isol_task::configure(isol_task::Config {
-        allow_unisolated: true,
-        lock_memory: true,
-        quiesce: isol_task::Quiesce::empty(),
-        tick_timeout_ms: 50,
-        ..Default::default()
-    })
-    .unwrap();
-    let r = isol_task::activate().unwrap();
-    assert!(r.registered, "{r:?}");
+    let r = activate_on_cpu1(None);
     let page = isol_task::status_page().unwrap();
     let before = page.read();
     // From here until `t1`: loads only.
@@ -1979,19 +1961,7 @@ const LOG_MESSAGES: u32 = 2000;
 /// the window it logged in.
 fn log_loop_role() {
     wait_for_go();
-    let mut set = nix::sched::CpuSet::new();
-    set.set(1).unwrap();
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
-    isol_task::configure(isol_task::Config {
-        allow_unisolated: true,
-        lock_memory: true,
-        quiesce: isol_task::Quiesce::empty(),
-        tick_timeout_ms: 50,
-        ..Default::default()
-    })
-    .unwrap();
-    let r = isol_task::activate().unwrap();
-    assert!(r.registered, "{r:?}");
+    let r = activate_on_cpu1(None);
     isol_task::log::init(1 << 20).unwrap();
     let t0 = mono_ns();
     let mut dropped = 0;
