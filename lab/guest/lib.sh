@@ -56,3 +56,21 @@ freeze() {
 		sleep 0.01
 	done
 }
+
+# start_isold CPUS: isold watching CPUS, collecting every second, on
+# loopback (the initramfs brings no interface up); returns once /metrics
+# says the capture is attached. Its pid in ISOLD, its log /tmp/isold.log.
+start_isold() {
+	ifconfig lo 127.0.0.1 up
+	mkdir -p /etc/isol
+	printf 'cpus = "%s"\ninterval_ms = 1000\n' "$1" >/etc/isol/isold.toml
+	isol serve >/tmp/isold.log 2>&1 &
+	ISOLD=$!
+	i=0
+	until wget -q -O /tmp/isold.metrics http://127.0.0.1:9977/metrics 2>/dev/null &&
+		grep -q "^isol_up 1" /tmp/isold.metrics; do
+		i=$((i + 1))
+		[ $i -lt 1200 ] || { cat /tmp/isold.log; fail "isold did not come up"; }
+		sleep 0.1
+	done
+}

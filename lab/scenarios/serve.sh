@@ -1,17 +1,8 @@
 # isold on quiet CPU 1 (see lab/tests/serve.rs): a TLB-flush generator's
 # IPIs must show in /metrics, with their function.
 # The initramfs brings no interface up; isold listens on loopback.
-ifconfig lo 127.0.0.1 up
-mkdir -p /etc/isol
-printf 'cpus = "1"\ninterval_ms = 1000\n' >/etc/isol/isold.toml
-isol serve >/tmp/isold.log 2>&1 &
-D=$!
-i=0
-until wget -q -O /tmp/m0 http://127.0.0.1:9977/metrics 2>/dev/null && grep -q "^isol_up 1" /tmp/m0; do
-	i=$((i + 1))
-	[ $i -lt 1200 ] || { cat /tmp/isold.log; fail "isold did not come up"; }
-	sleep 0.1
-done
+start_isold 1
+D=$ISOLD
 noisegen --cpu 1 --hk 0 --tlb --duration 600 >/dev/null &
 NG=$!
 # Wait for the series (collected every interval) rather than a fixed time.

@@ -3,17 +3,8 @@
 # SOAK_SAMPLES x SOAK_EVERY seconds; every SOAK_EVERY s one line: isold's
 # RSS, the interruptions counted so far, the drops by reason, and whether
 # the capture is up.
-ifconfig lo 127.0.0.1 up
-mkdir -p /etc/isol
-printf 'cpus = "1"\ninterval_ms = 1000\n' >/etc/isol/isold.toml
-isol serve >/tmp/isold.log 2>&1 &
-D=$!
-i=0
-until wget -q -O /tmp/m http://127.0.0.1:9977/metrics 2>/dev/null && grep -q "^isol_up 1" /tmp/m; do
-	i=$((i + 1))
-	[ $i -lt 1200 ] || { cat /tmp/isold.log; fail "isold did not come up"; }
-	sleep 0.1
-done
+start_isold 1
+D=$ISOLD
 N=${SOAK_SAMPLES:-3}
 E=${SOAK_EVERY:-10}
 noisegen --cpu 1 --hk 0 --tlb --membarrier --duration $((N * E + 60)) >/dev/null &

@@ -62,17 +62,8 @@ section watch_pid_err cat /tmp/vm2.err
 
 # isold exports the exits: series of class="vmexit" by reason. It starts
 # with CPU 1 idle and the kvm module already there.
-ifconfig lo 127.0.0.1 up
-mkdir -p /etc/isol
-printf 'cpus = "1"\ninterval_ms = 1000\n' >/etc/isol/isold.toml
-isol serve >/tmp/isold.log 2>&1 &
-D=$!
-i=0
-until wget -q -O /tmp/m0 http://127.0.0.1:9977/metrics 2>/dev/null && grep -q "^isol_up 1" /tmp/m0; do
-	i=$((i + 1))
-	[ $i -lt 1200 ] || { cat /tmp/isold.log; fail "isold did not come up"; }
-	sleep 0.1
-done
+start_isold 1
+D=$ISOLD
 kvmguest --cpu 1 --hk 0 --hlt 5 --out 5 --flushes 10 --period-us 5000 --timeout 400 >/tmp/kg3.out 2>&1
 echo "kvmguest3_status=$?"
 # Wait (up to 60 s) for the interval that holds all 5 HLT and 6 IOIO exits.
