@@ -7,7 +7,9 @@ start_isold 1
 D=$ISOLD
 N=${SOAK_SAMPLES:-3}
 E=${SOAK_EVERY:-10}
-noisegen --cpu 1 --hk 0 --tlb --membarrier --duration $((N * E + 60)) >/dev/null &
+# Sampling stretches under TCG (each sample takes seconds): a generous
+# duration, killed at the end anyway.
+noisegen --cpu 1 --hk 0 --tlb --membarrier --duration $((N * E * 2 + 120)) >/dev/null &
 NG=$!
 sample() {
 	wget -q -O /tmp/m http://127.0.0.1:9977/metrics || return
