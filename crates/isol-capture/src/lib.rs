@@ -20,7 +20,7 @@ pub mod vmexit;
 
 pub use capture::{Capture, Options};
 pub use cause::{Class, Kind};
-pub use page::{RawPage, StatusPage};
+pub use page::StatusPage;
 pub use record::{Cause, Record};
 pub use strict::{StrictBreak, StrictConfig, TickState};
 

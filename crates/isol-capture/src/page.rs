@@ -85,11 +85,4 @@ impl StatusPage {
             .try_clone_to_owned()
             .context("duplicating the status page's descriptor")
     }
-
-    /// The page as it is now (the watcher's own view, for tests and
-    /// `isol status`).
-    pub fn read(&self) -> Option<RawPage> {
-        let v = self.map.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
-        crate::record::from_bytes::<RawPage>(&v)
-    }
 }
