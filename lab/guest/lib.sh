@@ -57,6 +57,14 @@ freeze() {
 	done
 }
 
+# tune_box CPUS: the audit's runtime fixes for CPUS (IRQs, workqueues, THP,
+# ...), as a tuned box has them. Strict sections need it: khugepaged's
+# collapses send tlb_remove_table_smp_sync to every CPU, and strict mode
+# rightly kills a victim for that IPI before the one the scenario provokes.
+tune_box() {
+	isol apply --cpus "$1" >/tmp/apply.out 2>&1 || { cat /tmp/apply.out; fail "isol apply"; }
+}
+
 # start_isold CPUS: isold watching CPUS, collecting every second, on
 # loopback (the initramfs brings no interface up); returns once /metrics
 # says the capture is attached. Its pid in ISOLD, its log /tmp/isold.log.

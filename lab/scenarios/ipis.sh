@@ -26,7 +26,9 @@ wait $NG
 section ipis sh -c "cat /tmp/ipis.json; exit $rc"
 sed 's/^/[stderr] /' /tmp/ipis.err
 
-# Strict: SCHED_FIFO victim (no RT throttling), registered for IPIs only.
+# Strict: SCHED_FIFO victim (no RT throttling), registered for IPIs only,
+# on a tuned box (other IPIs, khugepaged's, would rightly come first).
+tune_box 1
 echo -1 >/proc/sys/kernel/sched_rt_runtime_us
 noisegen --cpu 1 --hk 0 --tlb --period-us 200 --fifo 10 --counter /tmp/ctr --duration 600 >/tmp/ng2.out &
 NG=$!

@@ -3,8 +3,7 @@
 # isold; persistent, strict and one-shot behaviour, inheritance across
 # fork, the tick-dependency report, and chisol on an unmodified program.
 ifconfig lo 127.0.0.1 up
-# A tuned box: the audit's runtime fixes (IRQs, workqueues, THP, ...).
-isol apply --cpus 1 >/tmp/apply.out 2>&1 || { cat /tmp/apply.out; fail "isol apply"; }
+tune_box 1
 mkdir -p /etc/isol
 printf 'cpus = "1"\n' >/etc/isol/isold.toml
 isol serve >/tmp/isold.log 2>&1 &

@@ -39,6 +39,8 @@ sed 's/^/[stderr] /' /tmp/tlb.err
 #    and residual ticks are timer-class, not IPIs. The victim and its
 #    generator resume together once it is armed: the flushes flow from the
 #    victim's first instant, as they did when it was registered running.
+#    On a tuned box: other IPIs (khugepaged's) would rightly come first.
+tune_box 1
 echo -1 >/proc/sys/kernel/sched_rt_runtime_us
 noisegen --cpu 1 --hk 0 --tlb --period-us 200 --fifo 10 --counter /tmp/ctr --duration 600 >/tmp/ng2.out &
 NG=$!
