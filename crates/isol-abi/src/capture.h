@@ -99,6 +99,8 @@ enum isol_sender_context {
 struct sender {
 	__u64 callsite;
 	__u64 func;
+	__u64 sent_ns; /* when it was queued (CLOCK_MONOTONIC): after the
+			* target's activation, or not a break */
 	__s32 stack_id; /* into `stacks`, <0 if none */
 	__u32 cpu;
 	__u32 pid;
@@ -115,6 +117,10 @@ struct sender {
 #define REC_NO_DURATION (1u << 3) /* point event (fault outside nohz_full) */
 #define REC_IDLE (1u << 4)        /* the CPU was idle */
 #define REC_VM_USERSPACE (1u << 5)/* a VM exit handed to the VMM: it ends at the return to user space */
+#define REC_PRE_ACTIVATION (1u << 6)/* an IPI queued before the interrupted task's activation:
+				     * not a break (the race raised against the strict-mode patch) */
+#define REC_IPI_BREAK (1u << 7)     /* a break by an IPI queued after the activation:
+				     * `sender` is that IPI's (not the episode's first) */
 
 /* One interruption. */
 struct record {
@@ -184,6 +190,10 @@ struct strict_cfg {
 	__u32 classes; /* bit per enum isol_class that breaks isolation */
 	__u32 page;    /* status page: its slot in `pages` plus one, 0 if none */
 	__u64 progress_addr; /* user address of a u64 read at break time, or 0 */
+	/* When isolation began (CLOCK_MONOTONIC): the registration, or the
+	 * arming syscall of a pending one. An IPI queued before it is not a
+	 * break. 0 while pending. */
+	__u64 active_ns;
 };
 
 struct strict_break {
@@ -222,10 +232,12 @@ struct isol_page {
 	__u32 breaks;        /* counted so far */
 	__u64 last_entry_ns; /* the task's last kernel entry seen (CLOCK_MONOTONIC) */
 	__u64 break_ns;      /* the last break */
+	__u64 active_ns;     /* isolation began (strict_cfg.active_ns) */
 	__u32 break_cpu;
 	__u32 nchain;
 	__u32 flags; /* REC_* of the breaking interruption */
-	__u32 pad;
+	__u32 pre_activation; /* IPIs that reached it while it activated, or
+			       * queued before its activation: not breaks */
 	struct cause cause; /* the last break's primary cause */
 	struct cause chain[MAX_CHAIN];
 	struct sender sender; /* valid: the IPI's sender was seen */
@@ -242,14 +254,14 @@ struct tick_state {
 
 /* Sizes the BPF side relies on (the Rust side checks its own layout). */
 _Static_assert(sizeof(struct cause) == 16, "cause layout");
-_Static_assert(sizeof(struct sender) == 48, "sender layout");
-_Static_assert(sizeof(struct record) == 248, "record layout");
+_Static_assert(sizeof(struct sender) == 56, "sender layout");
+_Static_assert(sizeof(struct record) == 256, "record layout");
 _Static_assert(sizeof(struct agg_key) == 24, "agg_key layout");
 _Static_assert(sizeof(struct agg_val) == 24 + 8 * HIST_BUCKETS, "agg_val layout");
-_Static_assert(sizeof(struct strict_cfg) == 24, "strict_cfg layout");
-_Static_assert(sizeof(struct strict_break) == 232, "strict_break layout");
+_Static_assert(sizeof(struct strict_cfg) == 32, "strict_cfg layout");
+_Static_assert(sizeof(struct strict_break) == 240, "strict_break layout");
 _Static_assert(sizeof(struct tick_state) == 24, "tick_state layout");
-_Static_assert(sizeof(struct isol_page) == 240, "isol_page layout");
+_Static_assert(sizeof(struct isol_page) == 256, "isol_page layout");
 _Static_assert(sizeof(struct kvm_layout) == 24, "kvm_layout layout");
 
 #endif

@@ -185,8 +185,13 @@ pub struct isol_status {
     pub has_sender: u32,
     pub sender_cpu: u32,
     pub sender_pid: u32,
-    pub pad: u32,
+    /// IPIs queued before the activation and handled after it: not
+    /// breaks (counted here, never signalled).
+    pub pre_activation: u32,
     pub sender_comm: [c_char; 16],
+    /// CLOCK_MONOTONIC ns when isolation began (the arming of the
+    /// activation); an IPI queued before it is not a break.
+    pub active_ns: u64,
 }
 
 thread_local! {
@@ -234,8 +239,9 @@ pub unsafe extern "C" fn isol_status_read(s: *mut isol_status) -> c_int {
             has_sender: (p.sender.valid != 0) as u32,
             sender_cpu: p.sender.cpu,
             sender_pid: p.sender.pid,
-            pad: 0,
+            pre_activation: p.pre_activation,
             sender_comm: [0; 16],
+            active_ns: p.active_ns,
         };
         for (d, c) in out.chain.iter_mut().zip(&p.chain[..out.nchain as usize]) {
             let (class, kind) = isol_task::page::cause_words(c);

@@ -981,6 +981,13 @@ impl Capture {
             classes: cfg.classes_mask(),
             page: page.map_or(0, |p| p.slot + 1),
             progress_addr: cfg.progress_addr,
+            // A pending registration begins at its arming syscall (the
+            // BPF side stamps it); any other now, on the BPF clock.
+            active_ns: if cfg.pending {
+                0
+            } else {
+                isol_system::clock::monotonic_ns()
+            },
         };
         self.skel()
             .maps

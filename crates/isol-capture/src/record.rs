@@ -18,6 +18,8 @@ pub const REC_STRICT_BREAK: u32 = raw::REC_STRICT_BREAK;
 pub const REC_NO_DURATION: u32 = raw::REC_NO_DURATION;
 pub const REC_IDLE: u32 = raw::REC_IDLE;
 pub const REC_VM_USERSPACE: u32 = raw::REC_VM_USERSPACE;
+pub const REC_PRE_ACTIVATION: u32 = raw::REC_PRE_ACTIVATION;
+pub const REC_IPI_BREAK: u32 = raw::REC_IPI_BREAK;
 
 /// The structs of capture.h (generated; see crate isol-abi).
 pub type RawCause = raw::cause;
@@ -80,6 +82,8 @@ pub struct Sender {
     pub function: String,
     /// Kernel stack of the sender, innermost first.
     pub stack: Vec<String>,
+    /// When it queued the IPI (CLOCK_MONOTONIC ns).
+    pub sent_ns: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,6 +108,10 @@ pub struct Record {
     /// to user space, not at the next guest entry.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub vm_userspace: bool,
+    /// An IPI to a registered task, queued before its activation: not a
+    /// break, though its class is one the task breaks on.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pre_activation: bool,
     pub cause: Cause,
     pub chain: Vec<Cause>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -242,6 +250,7 @@ impl Resolver {
                 },
                 function: self.ksyms.name(s.func),
                 stack,
+                sent_ns: s.sent_ns,
             }
         })
     }
@@ -269,6 +278,7 @@ impl Resolver {
             no_duration: r.flags & REC_NO_DURATION != 0,
             truncated: r.flags & REC_TRUNCATED != 0,
             vm_userspace: r.flags & REC_VM_USERSPACE != 0,
+            pre_activation: r.flags & REC_PRE_ACTIVATION != 0,
             cause: self.cause(&r.primary),
             chain: self.chain(&r.chain, r.nchain),
             sender,

@@ -420,6 +420,7 @@ mod tests {
             no_duration: false,
             truncated: false,
             vm_userspace: false,
+            pre_activation: false,
             cause: chain[0].clone(),
             chain,
             sender,
@@ -443,6 +444,7 @@ mod tests {
                 callsite: "on_each_cpu_cond_mask".into(),
                 function: "flush_tlb_func".into(),
                 stack: vec!["smp_call_function_many_cond".into()],
+                sent_ns: 1_000,
             }),
         );
         let hlt = vm_exit(vec![exit("HLT")], None);

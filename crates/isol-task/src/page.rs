@@ -93,6 +93,12 @@ pub struct Snapshot {
     /// CLOCK_MONOTONIC ns of the last break, 0 if none.
     pub break_ns: u64,
     pub break_cpu: u32,
+    /// CLOCK_MONOTONIC ns when isolation began (the arming syscall of the
+    /// activation): an IPI queued before it is not a break.
+    pub active_ns: u64,
+    /// IPIs queued before the activation and handled after it: counted,
+    /// never breaks.
+    pub pre_activation: u32,
     /// The last break's chain as `class: kind` (functions and symbols are
     /// named by [`crate::last_break`], which asks the watcher).
     pub chain: Vec<String>,
@@ -118,6 +124,8 @@ impl From<&RawPage> for Snapshot {
             last_entry_ns: p.last_entry_ns,
             break_ns: p.break_ns,
             break_cpu: p.break_cpu,
+            active_ns: p.active_ns,
+            pre_activation: p.pre_activation,
             chain: p.chain[..n]
                 .iter()
                 .map(|c| {

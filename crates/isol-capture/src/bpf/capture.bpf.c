@@ -54,7 +54,15 @@ struct cpu_state {
 	 * kvm_exit fires after the host served the interrupt (5.10, 6.1). */
 	__u32 guest_tid;
 	__u8 vm_pending;
-	__u8 pad2[7];
+	/* A registered task's IPI whose break is decided at the handler's
+	 * end, once its senders (and when they queued it) are known. */
+	__u8 defer;
+	__u8 defer_unknown; /* a function of it has no known sender */
+	__u8 own_sender;    /* the break's sender is break_sender, not the episode's */
+	__u8 pad2[4];
+	__u64 defer_sent_ns;  /* the latest queueing among its senders */
+	struct cause defer_cause;
+	struct sender break_sender; /* that latest sender: the break's, if it is one */
 	__u64 sched_task; /* its task_struct (to see it migrate away) */
 	char comm[TASK_COMM];
 	struct cause chain[MAX_CHAIN];
@@ -321,56 +329,30 @@ static __always_inline struct isol_page *page_at(__u32 page)
 	return bpf_map_lookup_elem(inner, &zero);
 }
 
-/* Strict mode: if the current task is registered and `class` breaks its
- * isolation, signal it now (before the return to user, so it runs no
- * further instruction), clear its registration, keep the cause. */
-static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 kind,
-					 __u32 arg, __u64 addr)
+/* The current task's registration (its thread's, else its process's),
+ * and the key it is under. */
+static __always_inline struct strict_cfg *registration(__u32 *key)
 {
+	__u64 id = bpf_get_current_pid_tgid();
 	struct strict_cfg *cfg;
-	__u64 id;
-	__u32 tid, tgid, key;
 
-	if (!strict_count)
-		return;
-	id = bpf_get_current_pid_tgid();
-	tid = (__u32)id;
-	tgid = id >> 32;
-	key = tid;
-	cfg = bpf_map_lookup_elem(&strict, &key);
-	if (!cfg) {
-		key = tgid | STRICT_KEY_PROCESS; /* whole-process registration */
-		cfg = bpf_map_lookup_elem(&strict, &key);
-		if (!cfg)
-			return;
-	}
-	struct isol_page *pg = key == tid ? page_at(cfg->page) : NULL;
-	__u64 now = bpf_ktime_get_ns();
+	*key = (__u32)id;
+	cfg = bpf_map_lookup_elem(&strict, key);
+	if (cfg)
+		return cfg;
+	*key = (id >> 32) | STRICT_KEY_PROCESS; /* whole-process registration */
+	return bpf_map_lookup_elem(&strict, key);
+}
 
-	if (pg)
-		pg->last_entry_ns = now;
-	if (class == CLASS_SYSCALL && arg == STRICT_ARM_NR && addr == STRICT_LEAVE_MAGIC) {
-		/* The explicit exit: never a break, in any mode. */
-		bpf_map_delete_elem(&strict, &key);
-		if (pg)
-			pg->state = PAGE_ENDED;
-		return;
-	}
-	if (cfg->flags & STRICT_PENDING) {
-		if (class == CLASS_SYSCALL && arg == STRICT_ARM_NR && addr == STRICT_ARM_MAGIC) {
-			cfg->flags &= ~STRICT_PENDING;
-			if (pg)
-				pg->state = PAGE_ACTIVE;
-			return;
-		}
-		if (class == CLASS_SYSCALL || class == CLASS_EXCEPTION)
-			return;
-	}
-	if (!(cfg->classes & (1u << class)))
-		return;
-
+/* `class` broke the current task's isolation: record the break, signal
+ * it now (before the return to user, so it runs no further instruction)
+ * if strict, and clear its registration. */
+static __always_inline void strict_break_now(struct cpu_state *st, struct strict_cfg *cfg,
+					     __u32 key, struct isol_page *pg, __u64 now,
+					     __u8 class, __u8 kind, __u32 arg, __u64 addr)
+{
 	struct strict_break *b, *prev;
-	__u32 zero = 0;
+	__u32 zero = 0, tid = (__u32)bpf_get_current_pid_tgid();
 
 	b = bpf_map_lookup_elem(&break_scratch, &zero);
 	if (!b)
@@ -428,6 +410,115 @@ static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 
 		st->isol_irq_work = 1;
 }
 
+/* Strict mode: if the current task is registered and `class` breaks its
+ * isolation, it is a break (see strict_break_now), except an IPI queued
+ * before the task's activation, decided at the handler's end. */
+static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 kind,
+					 __u32 arg, __u64 addr)
+{
+	struct strict_cfg *cfg;
+	__u32 key;
+
+	if (!strict_count)
+		return;
+	cfg = registration(&key);
+	if (!cfg)
+		return;
+	struct isol_page *pg = key == (__u32)bpf_get_current_pid_tgid() ? page_at(cfg->page) : NULL;
+	__u64 now = bpf_ktime_get_ns();
+
+	if (pg)
+		pg->last_entry_ns = now;
+	if (class == CLASS_SYSCALL && arg == STRICT_ARM_NR && addr == STRICT_LEAVE_MAGIC) {
+		/* The explicit exit: never a break, in any mode. */
+		bpf_map_delete_elem(&strict, &key);
+		if (pg)
+			pg->state = PAGE_ENDED;
+		return;
+	}
+	if (cfg->flags & STRICT_PENDING) {
+		if (class == CLASS_SYSCALL && arg == STRICT_ARM_NR && addr == STRICT_ARM_MAGIC) {
+			cfg->flags &= ~STRICT_PENDING;
+			cfg->active_ns = now;
+			if (pg) {
+				__sync_fetch_and_add(&pg->seq, 1);
+				pg->active_ns = now;
+				pg->state = PAGE_ACTIVE;
+				__sync_fetch_and_add(&pg->seq, 1);
+			}
+		}
+		/* Not active yet (the task is still in its activation call):
+		 * nothing is a break. An IPI here is counted: the task learns
+		 * that its activation raced with one. */
+		if (pg && class == CLASS_IPI)
+			__sync_fetch_and_add(&pg->pre_activation, 1);
+		return;
+	}
+	/* A registration made active at once: user space stamped it. */
+	if (pg && !pg->active_ns)
+		pg->active_ns = cfg->active_ns;
+	if (!(cfg->classes & (1u << class)))
+		return;
+	/* An IPI that a CPU queued before the task's activation (a TLB flush
+	 * in flight, a csd queued earlier) is not a break. When it was queued
+	 * is known once its senders are, later in this handler: decide at
+	 * its end (decide_deferred), still before the return to user. Not
+	 * irq_work: a local one has no sender to tell. */
+	if (st && !st->defer && class == CLASS_IPI &&
+	    (kind == KIND_CALL_FUNCTION || kind == KIND_CALL_FUNCTION_SINGLE ||
+	     kind == KIND_RESCHEDULE)) {
+		st->defer = 1;
+		st->defer_unknown = 0;
+		st->defer_sent_ns = 0;
+		st->defer_cause.class = class;
+		st->defer_cause.kind = kind;
+		st->defer_cause.arg = arg;
+		st->defer_cause.addr = addr;
+		return;
+	}
+	strict_break_now(st, cfg, key, pg, now, class, kind, arg, addr);
+}
+
+/* A sender of the IPI being decided: the latest queueing counts. */
+static __always_inline void note_sent(struct cpu_state *st, struct sender *s)
+{
+	if (st->defer && s->sent_ns > st->defer_sent_ns) {
+		st->defer_sent_ns = s->sent_ns;
+		__builtin_memcpy(&st->break_sender, s, sizeof(*s));
+	}
+}
+
+/* The deferred IPI's verdict: queued (by every sender seen) before the
+ * activation, it is reported as pre-activation; otherwise, or with a
+ * sender unknown, it is a break. */
+static __always_inline void decide_deferred(struct cpu_state *st)
+{
+	struct strict_cfg *cfg;
+	struct isol_page *pg;
+	__u32 key;
+
+	if (!st->defer)
+		return;
+	st->defer = 0;
+	cfg = registration(&key);
+	if (!cfg || (cfg->flags & STRICT_PENDING))
+		return;
+	pg = key == (__u32)bpf_get_current_pid_tgid() ? page_at(cfg->page) : NULL;
+	if (!st->defer_unknown && st->defer_sent_ns && st->defer_sent_ns < cfg->active_ns) {
+		st->flags |= REC_PRE_ACTIVATION;
+		if (pg)
+			__sync_fetch_and_add(&pg->pre_activation, 1);
+		return;
+	}
+	/* The break names this IPI's sender, not the episode's first (when
+	 * that sender decided it). */
+	st->own_sender = !st->defer_unknown && st->defer_sent_ns != 0;
+	if (st->own_sender)
+		st->flags |= REC_IPI_BREAK;
+	strict_break_now(st, cfg, key, pg, bpf_ktime_get_ns(), st->defer_cause.class, st->defer_cause.kind, st->defer_cause.arg,
+			 st->defer_cause.addr);
+}
+
 static __always_inline void add_cause(struct cpu_state *st, __u8 class, __u8 kind,
 				      __u32 arg, __u64 addr)
 {
@@ -455,6 +546,8 @@ static __always_inline void open_episode(struct cpu_state *st, __u64 now)
 	st->sched = 0;
 	st->vm = 0;
 	st->vm_pending = 0;
+	st->defer = 0;
+	st->own_sender = 0;
 	st->tid = (__u32)id;
 	st->tgid = id >> 32;
 	st->sender.valid = 0;
@@ -520,6 +613,8 @@ static __always_inline void refine_break(struct cpu_state *st)
 	struct isol_page *pg;
 	struct cause p;
 
+	struct sender *who = st->own_sender ? &st->break_sender : &st->sender;
+
 	b = bpf_map_lookup_elem(&breaks, &st->break_tid);
 	if (b && b->ts_ns >= st->start) {
 		primary_of(st, &p);
@@ -527,7 +622,7 @@ static __always_inline void refine_break(struct cpu_state *st)
 		b->nchain = st->nchain;
 		b->flags = st->flags;
 		__builtin_memcpy(b->chain, st->chain, sizeof(b->chain));
-		__builtin_memcpy(&b->sender, &st->sender, sizeof(b->sender));
+		__builtin_memcpy(&b->sender, who, sizeof(b->sender));
 		pg = page_at(st->break_page);
 		if (pg && pg->break_ns == b->ts_ns) {
 			__sync_fetch_and_add(&pg->seq, 1);
@@ -535,7 +630,7 @@ static __always_inline void refine_break(struct cpu_state *st)
 			pg->nchain = st->nchain;
 			pg->flags = st->flags;
 			__builtin_memcpy(pg->chain, st->chain, sizeof(pg->chain));
-			__builtin_memcpy(&pg->sender, &st->sender, sizeof(pg->sender));
+			__builtin_memcpy(&pg->sender, who, sizeof(pg->sender));
 			__sync_fetch_and_add(&pg->seq, 1);
 		}
 	}
@@ -551,6 +646,7 @@ static __always_inline void close_episode(struct cpu_state *st, __u64 now)
 
 	if (st->nchain == 0)
 		add_cause(st, CLASS_EXCEPTION, KIND_KERNEL_ENTRY, 0, 0);
+	decide_deferred(st);
 	if (st->flags & REC_STRICT_BREAK)
 		refine_break(st);
 	primary_of(st, &p);
@@ -630,6 +726,7 @@ static __always_inline void leave(void)
 	st->depth--;
 	if (st->depth)
 		return;
+	decide_deferred(st);
 	/* A killed strict task never reaches user_enter: name the cause now. */
 	if (st->flags & REC_STRICT_BREAK)
 		refine_break(st);
@@ -703,11 +800,13 @@ static __always_inline void plain_ipi_sender(void)
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct sender *s;
 
-	if (!st || st->sender.valid)
+	if (!st || (st->sender.valid && !st->defer))
 		return;
 	s = bpf_map_lookup_elem(&ipi_senders, &cpu);
 	if (s && s->valid) {
-		__builtin_memcpy(&st->sender, s, sizeof(*s));
+		note_sent(st, s);
+		if (!st->sender.valid)
+			__builtin_memcpy(&st->sender, s, sizeof(*s));
 		s->valid = 0;
 	}
 }
@@ -771,11 +870,15 @@ static __always_inline void walk_call_queue(struct cpu_state *st)
 	for (int i = 0; i < MAX_WALK && node; i++) {
 		csd_node_func(node, &func, &arg);
 		add_cause(st, CLASS_IPI, KIND_CSD_FUNCTION, arg, func);
-		if (!st->sender.valid) {
+		if (!st->sender.valid || st->defer) {
 			s = csd_sender(node, off);
 			if (s) {
-				__builtin_memcpy(&st->sender, s, sizeof(*s));
+				note_sent(st, s);
+				if (!st->sender.valid)
+					__builtin_memcpy(&st->sender, s, sizeof(*s));
 				s->valid = 0;
+			} else if (st->defer) {
+				st->defer_unknown = 1;
 			}
 		}
 		node = (__u64)BPF_CORE_READ((struct llist_node *)node, next);
@@ -869,6 +972,7 @@ static __always_inline void fill_sender(void *ctx, struct sender *s, __u64 calls
 
 	s->callsite = callsite;
 	s->func = func;
+	s->sent_ns = bpf_ktime_get_ns();
 	s->cpu = bpf_get_smp_processor_id();
 	s->pid = (__u32)id;
 	s->valid = 1;
@@ -1010,11 +1114,26 @@ int BPF_PROG(csd_function_entry, void *func, void *csd)
 	if (!watched_here())
 		return 0;
 	st = cur_state();
-	if (!st || !st->start)
+	if (!st)
 		return 0;
+	if (!st->start) {
+		/* Run with no IPI (the idle loop flushes the queue): its
+		 * sender's entries are spent, or a later IPI would take
+		 * them for its own. */
+		s = bpf_map_lookup_elem(&csd_senders, &key);
+		if (s && s->valid) {
+			s->valid = 0;
+			cpu = bpf_get_smp_processor_id();
+			s = bpf_map_lookup_elem(&ipi_senders, &cpu);
+			if (s)
+				s->valid = 0;
+		}
+		return 0;
+	}
 	add_cause(st, CLASS_IPI, KIND_CSD_FUNCTION, 0, (__u64)func);
 	s = bpf_map_lookup_elem(&csd_senders, &key);
 	if (s && s->valid) {
+		note_sent(st, s);
 		if (!st->sender.valid)
 			__builtin_memcpy(&st->sender, s, sizeof(*s));
 		/* Marked, not deleted: a delete takes the LRU lock on the
@@ -1026,6 +1145,8 @@ int BPF_PROG(csd_function_entry, void *func, void *csd)
 		s = bpf_map_lookup_elem(&ipi_senders, &cpu);
 		if (s)
 			s->valid = 0;
+	} else if (st->defer) {
+		st->defer_unknown = 1;
 	}
 	return 0;
 }
@@ -1335,6 +1456,10 @@ int BPF_PROG(process_fork, struct task_struct *parent, struct task_struct *child
 	c = *cfg;
 	if (!(ckey & STRICT_KEY_PROCESS))
 		c.flags &= ~STRICT_PROCESS;
+	/* The child's isolation begins now: an IPI queued before it was
+	 * meant for whatever ran there then. */
+	if (!(c.flags & STRICT_PENDING))
+		c.active_ns = bpf_ktime_get_ns();
 	bpf_map_update_elem(&strict, &ckey, &c, BPF_ANY);
 	return 0;
 }

@@ -42,6 +42,7 @@ fn record_of(r: &RawRecord) -> Record {
         no_duration: false,
         truncated: false,
         vm_userspace: false,
+        pre_activation: false,
         cause: cause_of(r),
         chain: vec![cause_of(r)],
         sender: (r.primary.kind == 5).then(|| Sender {
@@ -52,6 +53,7 @@ fn record_of(r: &RawRecord) -> Record {
             callsite: "smp_call_function_many_cond".into(),
             function: "flush_tlb_func".into(),
             stack: vec!["flush_tlb_mm_range".into(), "__x64_sys_munmap".into()],
+            sent_ns: r.start_ns.saturating_sub(2_000),
         }),
     }
 }
