@@ -24,6 +24,12 @@
  *                        once isolation is active: each unmap sends the
  *                        isolated CPU a TLB-flush IPI (prints its tid as
  *                        "storm: tid=T")
+ *            [-R N]      with -s -X: N activations raced against the storm
+ *                        (running throughout), each followed by up to 2 ms
+ *                        of loop, the status page read, then left; prints
+ *                        "races: ..." with the IPIs that raced activation
+ *                        (not breaks) and the breaks by an IPI queued
+ *                        before the activation (false breaks: none)
  */
 #include "common.h"
 #include <sys/prctl.h>
@@ -47,7 +53,7 @@ static void on_break(int sig)
 	got_signal = 1;
 }
 
-static volatile int storm_go, storm_stop;
+static volatile int storm_go, storm_stop, racing;
 static volatile pid_t storm_tid;
 
 /* Housekeeping side: pinned to CPU 0 before isolation starts (it was made
@@ -67,7 +73,7 @@ static void *storm(void *arg)
 		struct timespec ts = { 0, 1000000 };
 		nanosleep(&ts, NULL);
 	}
-	while (!storm_stop && !got_signal) {
+	while (!storm_stop && (racing || !got_signal)) {
 		char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED)
 			break;
@@ -105,13 +111,49 @@ static uint64_t spin(double seconds, int syscall_half_way)
 	return n;
 }
 
+/* -R: the race between activation and IPIs already on their way. */
+static void races(int rounds)
+{
+	unsigned long long raced = 0, broken = 0, ipi_breaks = 0, false_breaks = 0;
+
+	for (int i = 0; i < rounds; i++) {
+		struct isol_status st = { .size = sizeof(st) };
+		got_signal = 0;
+		if (isol_activate())
+			die("isol_activate");
+		double t0 = now_s();
+		while (!got_signal && now_s() - t0 < 0.002)
+			;
+		/* System calls: a break now if none came in the loop. */
+		if (isol_status_page() || isol_status_read(&st))
+			die("isol_status_page");
+		if (isol_deactivate())
+			die("isol_deactivate");
+		raced += st.pre_activation;
+		if (!st.active_ns || st.break_ns < st.active_ns)
+			continue; /* no break in this activation */
+		broken++;
+		if (!(st.break_flags & ISOL_BREAK_IPI))
+			continue;
+		ipi_breaks++;
+		if (st.sender_sent_ns < st.active_ns) {
+			false_breaks++;
+			printf("races: false break in round %d: sent %llu, active %llu\n", i,
+			       (unsigned long long)st.sender_sent_ns, (unsigned long long)st.active_ns);
+		}
+	}
+	printf("races: rounds=%d raced=%llu broken=%llu ipi_breaks=%llu false_breaks=%llu\n",
+	       rounds, raced, broken, ipi_breaks, false_breaks);
+}
+
 int main(int argc, char **argv)
 {
 	struct sample_opts o = { .cpu = -1, .seconds = 2 };
 	int sys = 0, strict = 0, own = 0, ptimer = 0, forks = 0, tlb = 0, c;
 	pthread_t storm_thread;
 	long timer_ms = -1;
-	while ((c = getopt(argc, argv, "c:f:t:rSsoPFT:XWuL")) != -1) {
+	int race_rounds = 0;
+	while ((c = getopt(argc, argv, "c:f:t:rSsoPFT:XWuLR:")) != -1) {
 		switch (c) {
 		case 'c': o.cpu = atoi(optarg); break;
 		case 'f': o.fifo = atoi(optarg); break;
@@ -126,6 +168,7 @@ int main(int argc, char **argv)
 		case 'X': tlb = 1; break;
 		case 'W': watch_page = 1; break;
 		case 'L': log_loop = 1; break;
+		case 'R': race_rounds = atoi(optarg); racing = 1; break;
 		case 'u': until_stopped = 1; signal(SIGUSR2, on_stop); break;
 		default: return 2;
 		}
@@ -176,6 +219,13 @@ int main(int argc, char **argv)
 		cfg.inherit_mask = ISOL_INHERIT_CONF | ISOL_INHERIT_ACTIVE;
 	if (isol_configure(&cfg))
 		die("isol_configure");
+	if (race_rounds) {
+		storm_go = 1;
+		races(race_rounds);
+		storm_stop = 1;
+		pthread_join(storm_thread, NULL);
+		return 0;
+	}
 	if (isol_activate())
 		die("isol_activate");
 	/* No output until the loop is over: a write to a terminal is work

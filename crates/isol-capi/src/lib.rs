@@ -192,7 +192,17 @@ pub struct isol_status {
     /// CLOCK_MONOTONIC ns when isolation began (the arming of the
     /// activation); an IPI queued before it is not a break.
     pub active_ns: u64,
+    /// ISOL_BREAK_* flags of the last break.
+    pub break_flags: u32,
+    pub pad2: u32,
+    /// CLOCK_MONOTONIC ns when the sender queued the IPI (has_sender).
+    pub sender_sent_ns: u64,
 }
+
+/// isol_status.break_flags: the last break was an IPI queued after the
+/// activation, and the sender fields name that IPI's sender.
+/// (A literal, so that cbindgen writes it; a test ties it to capture.h.)
+pub const ISOL_BREAK_IPI: u32 = 1 << 7;
 
 thread_local! {
     static PAGE: RefCell<Option<isol_task::page::StatusPage>> = const { RefCell::new(None) };
@@ -242,6 +252,9 @@ pub unsafe extern "C" fn isol_status_read(s: *mut isol_status) -> c_int {
             pre_activation: p.pre_activation,
             sender_comm: [0; 16],
             active_ns: p.active_ns,
+            break_flags: p.flags & ISOL_BREAK_IPI,
+            pad2: 0,
+            sender_sent_ns: p.sender.sent_ns,
         };
         for (d, c) in out.chain.iter_mut().zip(&p.chain[..out.nchain as usize]) {
             let (class, kind) = isol_task::page::cause_words(c);
@@ -656,6 +669,14 @@ pub unsafe extern "C" fn isol_report_json(buf: *mut c_char, len: size_t) -> c_in
         }
         s.len() as c_int
     })
+}
+
+#[cfg(test)]
+mod abi {
+    #[test]
+    fn break_flags_are_the_captures() {
+        assert_eq!(super::ISOL_BREAK_IPI, isol_abi::raw::REC_IPI_BREAK);
+    }
 }
 
 #[cfg(test)]

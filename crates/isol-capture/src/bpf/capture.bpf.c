@@ -63,6 +63,7 @@ struct cpu_state {
 	__u64 defer_sent_ns;  /* the latest queueing among its senders */
 	struct cause defer_cause;
 	struct sender break_sender; /* that latest sender: the break's, if it is one */
+	struct sender note; /* a sender as read once (see note_sent) */
 	__u64 sched_task; /* its task_struct (to see it migrate away) */
 	char comm[TASK_COMM];
 	struct cause chain[MAX_CHAIN];
@@ -347,7 +348,7 @@ static __always_inline struct strict_cfg *registration(__u32 *key)
 /* `class` broke the current task's isolation: record the break, signal
  * it now (before the return to user, so it runs no further instruction)
  * if strict, and clear its registration. */
-static __always_inline void strict_break_now(struct cpu_state *st, struct strict_cfg *cfg,
+static __always_inline bool strict_break_now(struct cpu_state *st, struct strict_cfg *cfg,
 					     __u32 key, struct isol_page *pg, __u64 now,
 					     __u8 class, __u8 kind, __u32 arg, __u64 addr)
 {
@@ -356,11 +357,11 @@ static __always_inline void strict_break_now(struct cpu_state *st, struct strict
 
 	b = bpf_map_lookup_elem(&break_scratch, &zero);
 	if (!b)
-		return;
+		return false;
 	prev = bpf_map_lookup_elem(&breaks, &tid);
 	/* A strict process registration: this thread already had its signal. */
 	if (prev && prev->signal && cfg->signal && key != tid)
-		return;
+		return false;
 	__builtin_memset(b, 0, sizeof(*b));
 	b->count = prev ? prev->count + 1 : 1;
 	b->ts_ns = now;
@@ -380,6 +381,11 @@ static __always_inline void strict_break_now(struct cpu_state *st, struct strict
 	bpf_map_update_elem(&breaks, &tid, b, BPF_ANY);
 	if (st) {
 		st->flags |= REC_STRICT_BREAK;
+		/* Until decide_deferred says otherwise, the episode's sender:
+		 * one episode may hold several breaks (it can outlast one
+		 * activation on a shared CPU). */
+		st->flags &= ~REC_IPI_BREAK;
+		st->own_sender = 0;
 		st->break_tid = tid;
 		st->break_page = key == tid ? cfg->page : 0;
 	}
@@ -397,7 +403,7 @@ static __always_inline void strict_break_now(struct cpu_state *st, struct strict
 		__sync_fetch_and_add(&pg->seq, 1);
 	}
 	if (!b->signal)
-		return; /* persistent or one-shot: counted, still registered */
+		return true; /* persistent or one-shot: counted, still registered */
 	bpf_send_signal_thread(b->signal);
 	/* One break per activation: the task must re-register. Per-thread
 	 * registrations are removed; a process registration stays for its
@@ -408,6 +414,7 @@ static __always_inline void strict_break_now(struct cpu_state *st, struct strict
 	 * self-IPI: that one is isol's, not the application's. */
 	if (st)
 		st->isol_irq_work = 1;
+	return true;
 }
 
 /* Strict mode: if the current task is registered and `class` breaks its
@@ -482,9 +489,15 @@ static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 
 /* A sender of the IPI being decided: the latest queueing counts. */
 static __always_inline void note_sent(struct cpu_state *st, struct sender *s)
 {
-	if (st->defer && s->sent_ns > st->defer_sent_ns) {
-		st->defer_sent_ns = s->sent_ns;
-		__builtin_memcpy(&st->break_sender, s, sizeof(*s));
+	if (!st->defer)
+		return;
+	/* Read once: an LRU map's element may be reused for another key as
+	 * the sender's CPU updates it, and the verdict and the sender the
+	 * break names must be the same data. */
+	__builtin_memcpy(&st->note, s, sizeof(*s));
+	if (st->note.sent_ns > st->defer_sent_ns) {
+		st->defer_sent_ns = st->note.sent_ns;
+		__builtin_memcpy(&st->break_sender, &st->note, sizeof(*s));
 	}
 }
 
@@ -512,11 +525,12 @@ static __always_inline void decide_deferred(struct cpu_state *st)
 	}
 	/* The break names this IPI's sender, not the episode's first (when
 	 * that sender decided it). */
-	st->own_sender = !st->defer_unknown && st->defer_sent_ns != 0;
-	if (st->own_sender)
+	if (strict_break_now(st, cfg, key, pg, bpf_ktime_get_ns(), st->defer_cause.class,
+			     st->defer_cause.kind, st->defer_cause.arg, st->defer_cause.addr) &&
+	    !st->defer_unknown && st->defer_sent_ns) {
+		st->own_sender = 1;
 		st->flags |= REC_IPI_BREAK;
-	strict_break_now(st, cfg, key, pg, bpf_ktime_get_ns(), st->defer_cause.class, st->defer_cause.kind, st->defer_cause.arg,
-			 st->defer_cause.addr);
+	}
 }
 
 static __always_inline void add_cause(struct cpu_state *st, __u8 class, __u8 kind,
