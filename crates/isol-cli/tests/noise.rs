@@ -264,9 +264,12 @@ fn num(m: &BTreeMap<String, String>, k: &str) -> f64 {
 /// The laid-out sizes (px) are a linear function of the values after the
 /// axis' transform (log10 for log axes): the plot shows the numbers, not
 /// merely their order. Fitted through the smallest and largest value;
-/// sizes clamped to the 1 px minimum are left out.
-fn assert_scaled(what: &str, pts: Vec<(f64, f64)>) {
-    let pts: Vec<(f64, f64)> = pts.into_iter().filter(|p| p.1 > 1.01).collect();
+/// sizes at `clamp` px, the minimum a plot draws, are left out (0: none).
+fn assert_scaled(what: &str, pts: Vec<(f64, f64)>, clamp: f64) {
+    let pts: Vec<(f64, f64)> = pts
+        .into_iter()
+        .filter(|p| clamp == 0.0 || p.1 > clamp + 0.01)
+        .collect();
     assert!(!pts.is_empty(), "{what}: nothing drawn larger than 1 px");
     let cmp = |a: &&(f64, f64), b: &&(f64, f64)| a.0.partial_cmp(&b.0).unwrap();
     let lo = *pts.iter().min_by(cmp).unwrap();
@@ -383,7 +386,24 @@ fn the_html_report_renders_in_chromium_with_the_measured_numbers() {
         bins.iter()
             .map(|(m, _)| (num(m, "data-count").log10(), num(m, "data-rendered-height")))
             .collect(),
+        0.0,
     );
+    // Each bar where its values are on the log x axis ([0, 10) aside).
+    assert_scaled(
+        "histogram bars (log ns)",
+        bins.iter()
+            .filter(|(m, _)| num(m, "data-lo") > 0.0)
+            .map(|(m, _)| (num(m, "data-lo").log10(), num(m, "data-rendered-x")))
+            .collect(),
+        0.0,
+    );
+    // A bin of one is a visible bar, not a hairline.
+    for (m, _) in &bins {
+        assert!(
+            num(m, "data-rendered-height") > 2.0,
+            "bin drawn flat: {m:?}"
+        );
+    }
     let labels = elements(&dom, "<text class=\"count\"");
     assert_eq!(labels.len(), bins.len());
     for (m, t) in &labels {
@@ -476,6 +496,15 @@ fn the_html_report_renders_in_chromium_with_the_measured_numbers() {
             );
         }
     }
+    // Each mark at its time on the x axis.
+    assert_scaled(
+        "timeline marks (time)",
+        dom_marks
+            .iter()
+            .map(|(m, _)| (num(m, "data-at-s"), num(m, "data-rendered-x")))
+            .collect(),
+        0.0,
+    );
     println!(
         "{} gaps on the timeline, {senders} with an IPI sender",
         marks.len()
@@ -491,6 +520,7 @@ fn the_html_report_renders_in_chromium_with_the_measured_numbers() {
                 )
             })
             .collect(),
+        1.0,
     );
 
     // Gap time by primary cause and kernel time per cause: the JSON's
@@ -520,6 +550,7 @@ fn the_html_report_renders_in_chromium_with_the_measured_numbers() {
             .iter()
             .map(|(m, w)| (num(m, "data-total-ns"), *w))
             .collect(),
+        1.0,
     );
     let kernel = rows("covered");
     assert_eq!(kernel.len(), covered.len());
@@ -540,6 +571,7 @@ fn the_html_report_renders_in_chromium_with_the_measured_numbers() {
             .iter()
             .map(|(m, w)| (num(m, "data-covered-ns"), *w))
             .collect(),
+        1.0,
     );
 
     // Worst gaps: the JSON's durations, in its order, written for people.

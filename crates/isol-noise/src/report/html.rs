@@ -5,8 +5,8 @@
 //! time per cause, and the worst gaps with chains and sender stacks.
 //! Every plotted element carries its number in `data-*` attributes and a
 //! text label, so a headless browser can check what it rendered; the
-//! inline script records each plot element's laid-out size
-//! (`data-rendered-width`/`-height`) and sets `data-rendered` on `<body>`
+//! inline script records each plot element's laid-out box
+//! (`data-rendered-x`/`-width`/`-height`) and sets `data-rendered` on `<body>`
 //! to the count of plot elements with a non-empty layout box.
 
 use super::{fmt_ns, CpuReport, Gap, Mark, Named, Report};
@@ -60,7 +60,7 @@ svg{background:#fcfcfc;border:1px solid #ddd;margin:.3em 0;display:block}text{fo
 .stat b{display:block;font-size:20px}.stat span{color:#666;font-size:12px}.sw{display:inline-block;width:.8em;height:.8em;margin-right:.3em;vertical-align:middle}\
 pre{background:#f4f4f4;padding:4px;font-size:12px;margin:.2em 0}h2{margin-top:1.5em;border-bottom:2px solid #ddd}.note{color:#555}";
 
-const JS: &str = "window.addEventListener('load',function(){var n=0;document.querySelectorAll('svg .plot').forEach(function(e){var b=e.getBBox();if(b.width>0&&b.height>=0){n++;e.setAttribute('data-rendered-width',b.width.toFixed(2));e.setAttribute('data-rendered-height',b.height.toFixed(2));}});document.body.setAttribute('data-rendered',String(n));});";
+const JS: &str = "window.addEventListener('load',function(){var n=0;document.querySelectorAll('svg .plot').forEach(function(e){var b=e.getBBox();if(b.width>0&&b.height>=0){n++;e.setAttribute('data-rendered-width',b.width.toFixed(2));e.setAttribute('data-rendered-height',b.height.toFixed(2));e.setAttribute('data-rendered-x',b.x.toFixed(2));}});document.body.setAttribute('data-rendered',String(n));});";
 
 pub fn render(r: &Report) -> String {
     let mut o = String::new();
@@ -364,10 +364,9 @@ fn timeline(o: &mut String, r: &Report, c: &CpuReport) {
     if (c.marks.len() as u64) < c.gaps {
         let _ = writeln!(
             o,
-            "<p class=\"note\" data-marks-shown=\"{}\">The {} longest of {} gaps are shown.</p>",
+            "<p class=\"note\" data-marks-shown=\"{0}\">The {0} longest of {1} gaps are shown.</p>",
             c.marks.len(),
-            fmt_count(c.marks.len() as u64),
-            fmt_count(c.gaps)
+            c.gaps
         );
     }
     let (h, bottom) = (340.0, 300.0);
@@ -571,7 +570,7 @@ fn bars(o: &mut String, class: &str, rows: &[(&Named, u64, String, String)]) {
             esc(&format!("{}: {label}", cause.label())),
             lw - 6.0,
             y + rh - 7.0,
-            esc(&short(&cause.label(), 52)),
+            esc(&short(&cause.label(), 48)),
             rh - 4.0,
             colour(&cause.class),
             lw + bw + 4.0,

@@ -439,7 +439,7 @@ fn the_timeline_keeps_the_longest_gaps_when_there_are_too_many() {
     let h = html::render(&r);
     assert_eq!(h.matches("class=\"mark plot\"").count(), MARKS_MAX);
     assert!(
-        h.contains("The 2.0 k longest of 2.5 k gaps are shown."),
+        h.contains("The 2000 longest of 2500 gaps are shown."),
         "{h}"
     );
 }
