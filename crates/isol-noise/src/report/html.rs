@@ -71,14 +71,18 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         o,
-        "<h1>isol noise: {}</h1><p>{} mode, {:.1} s, gaps are loop deltas above {}, {}{}</p>",
+        "<h1>isol noise: {}</h1><p>{} mode, {:.1} s, {}, {}{}</p>",
         match r.pid {
             Some(p) => format!("pid {p}"),
             None => format!("CPUs {}", esc(&r.cpus.to_string())),
         },
         r.mode,
         r.duration_s,
-        fmt_ns(r.threshold_ns),
+        if r.mode == "synthetic" {
+            format!("gaps are loop deltas above {}", fmt_ns(r.threshold_ns))
+        } else {
+            "every interruption of the task is a gap".to_string()
+        },
         if r.attribution {
             "causes from the capture engine"
         } else {
@@ -449,7 +453,12 @@ fn histogram(o: &mut String, r: &Report, c: &CpuReport) {
     };
     let _ = writeln!(
         o,
-        "<h3>Latency histogram: {what} (log axes; the dashed line is the gap threshold)</h3>"
+        "<h3>Latency histogram: {what} (log axes{})</h3>",
+        if r.mode == "synthetic" {
+            "; the dashed line is the gap threshold"
+        } else {
+            ""
+        }
     );
     let (Some(first), Some(last)) = (c.latency.first(), c.latency.last()) else {
         let _ = writeln!(o, "<p>No {what} measured.</p>");
@@ -503,10 +512,17 @@ fn histogram(o: &mut String, r: &Report, c: &CpuReport) {
             decade_ns(k)
         );
     }
-    let thr = xof(r.threshold_ns);
+    // In pid mode every interruption is a gap: no threshold to draw.
+    if r.mode == "synthetic" {
+        let thr = xof(r.threshold_ns);
+        let _ = write!(
+            o,
+            "<line class=\"thr\" x1=\"{thr:.1}\" x2=\"{thr:.1}\" y1=\"{top}\" y2=\"{bottom}\"/>"
+        );
+    }
     let _ = writeln!(
         o,
-        "<line class=\"thr\" x1=\"{thr:.1}\" x2=\"{thr:.1}\" y1=\"{top}\" y2=\"{bottom}\"/><text class=\"t\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{what}, ns (log)</text><text class=\"t\" x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">count (log)</text>",
+        "<text class=\"t\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{what}, ns (log)</text><text class=\"t\" x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">count (log)</text>",
         L + (W - L - R) / 2.0,
         h - 22.0,
         (top + bottom) / 2.0,

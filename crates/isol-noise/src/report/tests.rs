@@ -276,6 +276,21 @@ fn html_is_self_contained_and_labels_its_plots() {
 }
 
 #[test]
+fn a_pid_report_speaks_of_interruptions_not_loops() {
+    let mut r = made_up();
+    let h = html::render(&r);
+    assert!(h.contains("gaps are loop deltas above 5000 ns"));
+    assert!(h.contains("<line class=\"thr\""));
+    r.mode = "pid";
+    r.pid = Some(42);
+    let h = html::render(&r);
+    assert!(h.contains("<h1>isol noise: pid 42</h1>"), "{h}");
+    assert!(h.contains("every interruption of the task is a gap"));
+    assert!(h.contains("Latency histogram: interruptions (log axes)"));
+    assert!(!h.contains("data-loops=") && !h.contains("<line class=\"thr\""));
+}
+
+#[test]
 fn the_latency_histogram_has_log_bins_and_labelled_log_axes() {
     let r = made_up();
     let c = &r.per_cpu[0];
