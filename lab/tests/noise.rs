@@ -35,7 +35,7 @@ fn idle_nohz_full_cpu_gaps_are_listed_with_causes() {
     out.ensure_success().unwrap();
 
     let v = out.json_section("idle").unwrap();
-    assert_eq!(v["schema"], "isol.noise/2");
+    assert_eq!(v["schema"], "isol.noise/3");
     assert_eq!(v["attribution"], true, "no capture engine: {}", v["notes"]);
     let cpu = &v["per_cpu"][0];
     assert_eq!(cpu["cpu"], 1);

@@ -10,12 +10,13 @@
 mod common;
 use common::*;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
 fn noise_json(args: &[&str]) -> Value {
     let args = [args, &["--json"]].concat();
     let v: Value = serde_json::from_str(&isol_ok("noise", &args)).unwrap();
-    assert_eq!(v["schema"], "isol.noise/2");
+    assert_eq!(v["schema"], "isol.noise/3");
     v
 }
 
@@ -169,60 +170,444 @@ fn chromium_dom(path: &std::path::Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A screenshot of `html` by headless chromium, `height` px tall.
+fn chromium_screenshot(html: &std::path::Path, png: &std::path::Path, height: u32) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("--window-size=1280,{height}"))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(png).expect("no screenshot written");
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "not a PNG: {png:?}"
+    );
+    // A blank 1280-wide page compresses to a few KB; the report's plots
+    // do not.
+    assert!(
+        bytes.len() > 50_000,
+        "{png:?} is {} bytes: nothing drawn?",
+        bytes.len()
+    );
+    println!("screenshot: {}", png.display());
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&nbsp;", "\u{a0}")
+        .replace("&amp;", "&")
+}
+
+/// Every element of the serialized DOM whose opening tag starts with
+/// `open` (`<rect class="bin plot"`): its attributes, and the text up to
+/// the next tag.
+fn elements(dom: &str, open: &str) -> Vec<(BTreeMap<String, String>, String)> {
+    dom.match_indices(open)
+        .map(|(at, _)| {
+            let mut m = BTreeMap::new();
+            // Past the tag name; quoted values may hold '>', so read pairs.
+            let mut rest = dom[at + 1..].trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+            loop {
+                rest = rest.trim_start();
+                if let Some(r) = rest.strip_prefix("/>").or_else(|| rest.strip_prefix('>')) {
+                    rest = r;
+                    break;
+                }
+                let end = rest.find(['=', ' ', '>', '/']).unwrap();
+                let name = rest[..end].to_string();
+                match rest[end..].strip_prefix("=\"") {
+                    Some(v) => {
+                        let close = v.find('"').unwrap();
+                        m.insert(name, unescape(&v[..close]));
+                        rest = &v[close + 1..];
+                    }
+                    None => {
+                        m.insert(name, String::new());
+                        rest = &rest[end..];
+                    }
+                }
+            }
+            let text = unescape(&rest[..rest.find('<').unwrap_or(rest.len())]);
+            (m, text)
+        })
+        .collect()
+}
+
+fn num(m: &BTreeMap<String, String>, k: &str) -> f64 {
+    m.get(k)
+        .unwrap_or_else(|| panic!("no {k} in {m:?}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{k} not a number in {m:?}"))
+}
+
+/// The laid-out sizes (px) are a linear function of the values after the
+/// axis' transform (log10 for log axes): the plot shows the numbers, not
+/// merely their order. Fitted through the smallest and largest value;
+/// sizes at `clamp` px, the minimum a plot draws, are left out (0: none).
+fn assert_scaled(what: &str, pts: Vec<(f64, f64)>, clamp: f64) {
+    let pts: Vec<(f64, f64)> = pts
+        .into_iter()
+        .filter(|p| clamp == 0.0 || p.1 > clamp + 0.01)
+        .collect();
+    assert!(!pts.is_empty(), "{what}: nothing drawn larger than 1 px");
+    let cmp = |a: &&(f64, f64), b: &&(f64, f64)| a.0.partial_cmp(&b.0).unwrap();
+    let lo = *pts.iter().min_by(cmp).unwrap();
+    let hi = *pts.iter().max_by(cmp).unwrap();
+    let slope = if hi.0 > lo.0 {
+        (hi.1 - lo.1) / (hi.0 - lo.0)
+    } else {
+        0.0
+    };
+    assert!(hi.0 == lo.0 || slope > 0.0, "{what}: {lo:?} .. {hi:?}");
+    for p in &pts {
+        let want = lo.1 + slope * (p.0 - lo.0);
+        // Coordinates are written to 0.1 px.
+        assert!(
+            (p.1 - want).abs() < 0.3,
+            "{what}: value {} drawn {} px, the scale says {want:.2}",
+            p.0,
+            p.1
+        );
+    }
+}
+
 #[test]
 fn the_html_report_renders_in_chromium_with_the_measured_numbers() {
+    use isol_system::units;
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let html = dir.path().join("noise.html");
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("html-report");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let html = out.join("noise.html");
     let v = noise_json(&["-c", "1", "-D", "2", "--html", html.to_str().unwrap()]);
+    std::fs::write(out.join("noise.json"), v.to_string()).unwrap();
+    println!("report: {} (JSON beside it)", html.display());
+    let text = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        !text.contains("http://") && !text.contains("https://") && !text.contains(" src="),
+        "the report loads nothing"
+    );
     let dom = chromium_dom(&html);
-    // The inline script ran and found laid-out plot elements.
-    let rendered: u64 = dom
+    let cpu = &v["per_cpu"][0];
+    let arr = |k: &str| cpu[k].as_array().unwrap().clone();
+    let (latency, marks, causes, covered, worst) = (
+        arr("latency"),
+        arr("marks"),
+        arr("causes"),
+        arr("covered"),
+        arr("worst"),
+    );
+    // The inline script ran and every plot element was laid out.
+    let rendered: usize = dom
         .split("data-rendered=\"")
         .nth(1)
         .and_then(|s| s.split('"').next())
         .and_then(|s| s.parse().ok())
         .expect("no data-rendered on body");
-    let cpu = &v["per_cpu"][0];
-    let buckets = cpu["histogram"]["counts"].as_array().unwrap();
-    assert!(
-        rendered as usize >= buckets.len(),
-        "only {rendered} plot elements rendered"
+    assert_eq!(
+        rendered,
+        latency.len() + marks.len() + causes.len() + covered.len(),
+        "plot elements laid out"
     );
-    // Histogram bars carry the counts.
-    for (i, c) in buckets.iter().enumerate() {
+
+    // Summary: loops as people read them, percentiles in ns.
+    let loops = cpu["loops"].as_u64().unwrap();
+    let stat = elements(&dom, &format!("<div class=\"stat\" data-loops=\"{loops}\""));
+    assert_eq!(stat.len(), 1, "no loops figure");
+    let shown = dom[dom.find(&format!("data-loops=\"{loops}\"")).unwrap()..]
+        .split("<b>")
+        .nth(1)
+        .and_then(|s| s.split("</b>").next())
+        .unwrap();
+    assert_eq!(shown, units::count(loops), "loops label");
+    assert!(loops > 1_000_000 && shown.ends_with(" M"), "{shown}");
+    for (name, key) in [("p99", "p99"), ("p99.99", "p9999")] {
+        let p = elements(
+            &dom,
+            &format!("<div class=\"stat\" data-percentile=\"{name}\""),
+        );
+        assert_eq!(
+            num(&p[0].0, "data-ns"),
+            cpu["percentiles"][key].as_f64().unwrap()
+        );
+    }
+
+    // Histogram: the JSON's bins, each bar with its count, labelled.
+    let bins = elements(&dom, "<rect class=\"bin plot\"");
+    let plotted: Vec<(u64, u64, u64)> = bins
+        .iter()
+        .map(|(m, _)| {
+            (
+                num(m, "data-lo") as u64,
+                num(m, "data-hi") as u64,
+                num(m, "data-count") as u64,
+            )
+        })
+        .collect();
+    let json_bins: Vec<(u64, u64, u64)> = latency
+        .iter()
+        .map(|b| {
+            (
+                b["lo_ns"].as_u64().unwrap(),
+                b["hi_ns"].as_u64().unwrap(),
+                b["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(plotted, json_bins);
+    assert_eq!(
+        plotted.iter().map(|b| b.2).sum::<u64>(),
+        loops,
+        "every loop delta"
+    );
+    assert_scaled(
+        "histogram bars (log count)",
+        bins.iter()
+            .map(|(m, _)| (num(m, "data-count").log10(), num(m, "data-rendered-height")))
+            .collect(),
+        0.0,
+    );
+    // Each bar where its values are on the log x axis ([0, 10) aside).
+    assert_scaled(
+        "histogram bars (log ns)",
+        bins.iter()
+            .filter(|(m, _)| num(m, "data-lo") > 0.0)
+            .map(|(m, _)| (num(m, "data-lo").log10(), num(m, "data-rendered-x")))
+            .collect(),
+        0.0,
+    );
+    // A bin of one is a visible bar, not a hairline.
+    for (m, _) in &bins {
         assert!(
-            dom.contains(&format!(
-                "data-bucket=\"{i}\" data-upper-ns=\"{}\" data-count=\"{c}\"",
-                (i as u64 + 1) * 1000
+            num(m, "data-rendered-height") > 2.0,
+            "bin drawn flat: {m:?}"
+        );
+    }
+    let labels = elements(&dom, "<text class=\"count\"");
+    assert_eq!(labels.len(), bins.len());
+    for (m, t) in &labels {
+        assert_eq!(*t, units::count(num(m, "data-count") as u64), "bar label");
+    }
+    let xticks: Vec<String> = elements(&dom, "<text class=\"xtick\"")
+        .into_iter()
+        .map(|e| e.1)
+        .collect();
+    for t in ["10 ns", "100 ns", "1 us", "10 us", "100 us", "1 ms"] {
+        assert!(xticks.iter().any(|x| x == t), "no x tick {t} in {xticks:?}");
+    }
+    let yticks: Vec<String> = elements(&dom, "<text class=\"ytick\"")
+        .into_iter()
+        .map(|e| e.1)
+        .collect();
+    for t in ["1", "10", "100", "1k", "1M"] {
+        assert!(yticks.iter().any(|y| y == t), "no y tick {t} in {yticks:?}");
+    }
+    // The timeline's seconds.
+    assert!(
+        xticks.iter().any(|x| x == "1.0 s" || x == "1 s"),
+        "{xticks:?}"
+    );
+
+    // Timeline: each gap of the JSON a mark at its time, its hover text
+    // naming duration, cause, chain and sender.
+    let gaps = cpu["gaps"].as_u64().unwrap() as usize;
+    assert_eq!(marks.len(), gaps.min(isol_noise::report::MARKS_MAX));
+    let dom_marks = elements(&dom, "<rect class=\"mark plot\"");
+    assert_eq!(dom_marks.len(), marks.len());
+    let titles: BTreeMap<(String, u64), (String, String)> = dom_marks
+        .iter()
+        .map(|(m, _)| {
+            let at = m["data-at-s"].clone();
+            let d = num(m, "data-duration-ns") as u64;
+            // The <title> child: the text after the rect's opening tag.
+            let key = format!("data-at-s=\"{at}\" data-duration-ns=\"{d}\"");
+            let from = dom.find(&key).unwrap();
+            let t = dom[from..]
+                .split("<title>")
+                .nth(1)
+                .unwrap()
+                .split("</title>")
+                .next()
+                .unwrap();
+            ((at, d), (m["data-class"].clone(), unescape(t)))
+        })
+        .collect();
+    let mut senders = 0;
+    for m in &marks {
+        let d = m["duration_ns"].as_u64().unwrap();
+        let key = (format!("{:.6}", m["at_s"].as_f64().unwrap()), d);
+        let (class, title) = titles
+            .get(&key)
+            .unwrap_or_else(|| panic!("gap {m} not on the timeline"));
+        assert_eq!(class, m["cause"]["class"].as_str().unwrap());
+        let c = &m["cause"];
+        assert!(title.starts_with(&units::ns(d)), "{title}");
+        assert!(
+            title.contains(&format!(
+                "{} {} {}",
+                c["class"].as_str().unwrap(),
+                c["kind"].as_str().unwrap(),
+                c["detail"].as_str().unwrap()
             )),
-            "bucket {i} ({c}) not plotted"
+            "{title}"
         );
+        if let Some(first) = m["chain"].as_array().unwrap().first() {
+            assert!(
+                title.contains(&format!(
+                    "\nchain: {} {} {}",
+                    first["class"].as_str().unwrap(),
+                    first["kind"].as_str().unwrap(),
+                    first["detail"].as_str().unwrap()
+                )),
+                "{title}"
+            );
+        }
+        if let Some(s) = m.get("sender") {
+            senders += 1;
+            assert!(
+                title.contains(&format!(
+                    "sent by CPU {} {}[{}]",
+                    s["cpu"],
+                    s["comm"].as_str().unwrap(),
+                    s["pid"]
+                )),
+                "{title}"
+            );
+        }
     }
-    // Time per cause: each row with its total, and a laid-out bar.
-    for c in cpu["causes"].as_array().unwrap() {
-        let needle = format!(
-            "data-count=\"{}\" data-total-ns=\"{}\"",
-            c["count"], c["total_ns"]
+    // Each mark at its time on the x axis.
+    assert_scaled(
+        "timeline marks (time)",
+        dom_marks
+            .iter()
+            .map(|(m, _)| (num(m, "data-at-s"), num(m, "data-rendered-x")))
+            .collect(),
+        0.0,
+    );
+    println!(
+        "{} gaps on the timeline, {senders} with an IPI sender",
+        marks.len()
+    );
+    assert_scaled(
+        "timeline marks (log duration)",
+        dom_marks
+            .iter()
+            .map(|(m, _)| {
+                (
+                    num(m, "data-duration-ns").log10(),
+                    num(m, "data-rendered-height"),
+                )
+            })
+            .collect(),
+        1.0,
+    );
+
+    // Gap time by primary cause and kernel time per cause: the JSON's
+    // rows in its order, bars as long as their time.
+    let rows = |class: &str| {
+        let at = dom.find(&format!("<svg class=\"{class}\"")).unwrap();
+        let svg = &dom[at..at + dom[at..].find("</svg>").unwrap()];
+        let groups = elements(svg, "<g class=\"row\"");
+        let bars = elements(svg, "<rect class=\"plot\"");
+        assert_eq!(groups.len(), bars.len());
+        groups
+            .into_iter()
+            .zip(bars)
+            .map(|(g, b)| (g.0, num(&b.0, "data-rendered-width")))
+            .collect::<Vec<_>>()
+    };
+    let by_cause = rows("causes");
+    assert_eq!(by_cause.len(), causes.len());
+    for ((m, _), c) in by_cause.iter().zip(&causes) {
+        assert_eq!(num(m, "data-count"), c["count"].as_f64().unwrap());
+        assert_eq!(num(m, "data-total-ns"), c["total_ns"].as_f64().unwrap());
+        assert_eq!(m["data-class"], c["class"].as_str().unwrap());
+    }
+    assert_scaled(
+        "cause bars",
+        by_cause
+            .iter()
+            .map(|(m, w)| (num(m, "data-total-ns"), *w))
+            .collect(),
+        1.0,
+    );
+    let kernel = rows("covered");
+    assert_eq!(kernel.len(), covered.len());
+    for ((m, _), c) in kernel.iter().zip(&covered) {
+        let label = format!(
+            "{} {} {}",
+            c["class"].as_str().unwrap(),
+            c["kind"].as_str().unwrap(),
+            c["detail"].as_str().unwrap()
         );
-        let at = dom
-            .find(&needle)
-            .unwrap_or_else(|| panic!("cause {c} not plotted"));
-        let rest = &dom[at..];
-        let rect = &rest[..rest.find("</g>").unwrap()];
-        assert!(
-            rect.contains("data-rendered-width="),
-            "bar not laid out: {rect}"
-        );
+        assert_eq!(m["data-cause"], label);
+        assert_eq!(num(m, "data-covered-ns"), c["covered_ns"].as_f64().unwrap());
+        assert_eq!(num(m, "data-gaps"), c["gaps"].as_f64().unwrap());
     }
-    // The timeline: one group per second, with its largest gap.
-    for t in cpu["timeline"].as_array().unwrap() {
-        assert!(dom.contains(&format!(
-            "data-second=\"{}\" data-max-ns=\"{}\"",
-            t["second"], t["max_ns"]
-        )));
+    assert_scaled(
+        "covered bars",
+        kernel
+            .iter()
+            .map(|(m, w)| (num(m, "data-covered-ns"), *w))
+            .collect(),
+        1.0,
+    );
+
+    // Worst gaps: the JSON's durations, in its order, written for people.
+    let rows: Vec<(u64, String)> = dom
+        .split("<tr class=\"gap\" data-duration-ns=\"")
+        .skip(1)
+        .map(|r| {
+            let d: u64 = r.split('"').next().unwrap().parse().unwrap();
+            let cell = r
+                .split("<td>")
+                .nth(3)
+                .unwrap()
+                .split("</td>")
+                .next()
+                .unwrap();
+            (d, cell.to_string())
+        })
+        .collect();
+    let want: Vec<(u64, String)> = worst
+        .iter()
+        .map(|g| {
+            let d = g["duration_ns"].as_u64().unwrap();
+            (d, units::ns(d))
+        })
+        .collect();
+    assert_eq!(rows, want);
+    // A sender's stack frames are in the table.
+    for g in &worst {
+        for frame in g["sender"]["stack"].as_array().into_iter().flatten() {
+            assert!(dom.contains(frame.as_str().unwrap()), "frame {frame}");
+        }
     }
-    assert!(dom.contains(&format!("data-max-ns=\"{}\"", cpu["max_ns"])));
+
+    // For people to look at: the top of the page and the whole of it.
+    chromium_screenshot(&html, &out.join("noise-top.png"), 2400);
+    chromium_screenshot(&html, &out.join("noise-full.png"), 6000);
 }
 
 #[test]

@@ -57,7 +57,7 @@ pub struct Args {
     /// Gaps kept per CPU (more are counted, not kept).
     #[arg(long, default_value_t = 200_000)]
     max_gaps: usize,
-    /// Print the report as JSON (schema isol.noise/2).
+    /// Print the report as JSON (schema isol.noise/3).
     #[arg(long)]
     json: bool,
     /// Also print oslat's histogram format.

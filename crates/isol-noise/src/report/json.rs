@@ -1,4 +1,4 @@
-//! `--json`: the report as one pretty-printed object (schema isol.noise/2,
+//! `--json`: the report as one pretty-printed object (schema isol.noise/3,
 //! docs/json/noise.md).
 
 use super::Report;

@@ -17,7 +17,11 @@ use isol_cpulist::CpuSet;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-pub const SCHEMA: &str = "isol.noise/2";
+pub const SCHEMA: &str = "isol.noise/3";
+
+/// Gaps a CPU's `marks` keep for the HTML timeline: enough for every gap
+/// of a typical run, few enough to keep the file small and the SVG quick.
+pub const MARKS_MAX: usize = 2000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -114,6 +118,73 @@ pub struct CpuReport {
     pub injected: Option<Gap>,
     pub timeline: Vec<Second>,
     pub histogram: Histogram,
+    /// Loop deltas (synthetic) or interruptions (pid) in log bins, ten
+    /// per decade from 10 ns (plus one [0, 10) bin); non-empty bins only,
+    /// in order: the HTML histogram's log axis without oslat's 1 us floor.
+    pub latency: Vec<Bin>,
+    /// The gaps the HTML timeline plots, in time order: all of them, or
+    /// the [`MARKS_MAX`] longest when there are more.
+    pub marks: Vec<Mark>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bin {
+    /// Values in [lo_ns, hi_ns).
+    pub lo_ns: u64,
+    pub hi_ns: u64,
+    pub count: u64,
+}
+
+/// A gap as the timeline shows it: when, how long, why, who sent it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mark {
+    pub at_s: f64,
+    pub duration_ns: u64,
+    pub cause: Named,
+    /// The primary entry's cause chain, outermost first.
+    pub chain: Vec<Cause>,
+    /// An IPI's sender, without its stack (the worst gaps carry stacks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Sender>,
+}
+
+/// Edge k of the log bins (k >= 10): 10^(k/10) ns rounded, so 10, 13,
+/// 16, 20, 25, 32, 40, 50, 63, 79, 100, ... (distinct integers).
+fn log_edge(k: u32) -> u64 {
+    10f64.powf(k as f64 / 10.0).round() as u64
+}
+
+/// The log bin holding `v` ns: [lo, hi).
+pub fn log_bin(v: u64) -> (u64, u64) {
+    if v < 10 {
+        return (0, 10);
+    }
+    // The float guess may be one off at an edge; the integer edges decide.
+    let mut k = ((v as f64).log10() * 10.0).floor().max(10.0) as u32;
+    while k > 10 && v < log_edge(k) {
+        k -= 1;
+    }
+    while v >= log_edge(k + 1) {
+        k += 1;
+    }
+    (log_edge(k), log_edge(k + 1))
+}
+
+/// (value ns, count) pairs into non-empty log bins, in order.
+fn log_bins(values: impl Iterator<Item = (u64, u64)>) -> Vec<Bin> {
+    let mut m: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+    for (v, c) in values {
+        if c > 0 {
+            *m.entry(log_bin(v)).or_default() += c;
+        }
+    }
+    m.into_iter()
+        .map(|((lo_ns, hi_ns), count)| Bin {
+            lo_ns,
+            hi_ns,
+            count,
+        })
+        .collect()
 }
 
 /// A cause as the report names it: the capture engine's class/kind/detail,
@@ -448,7 +519,9 @@ fn analyse(
     covered.sort_by(|a, b| b.covered_ns.cmp(&a.covered_ns).then(a.cause.cmp(&b.cause)));
     let mut idx: Vec<usize> = (0..gaps.len()).collect();
     idx.sort_by(|&a, &b| gaps[b].1.cmp(&gaps[a].1).then(a.cmp(&b)));
-    let worst_idx: Vec<usize> = idx.into_iter().take(cx.worst).collect();
+    let worst_idx: Vec<usize> = idx.iter().copied().take(cx.worst).collect();
+    let mut mark_idx: Vec<usize> = idx.into_iter().take(MARKS_MAX).collect();
+    mark_idx.sort_by_key(|&i| gaps[i].0);
     let rep = CpuReport {
         cpu,
         loops: 0,
@@ -478,11 +551,35 @@ fn analyse(
         injected: None,
         timeline,
         histogram: Histogram::new(1000, 1),
+        latency: Vec::new(),
+        marks: Vec::new(),
     };
     let mut rep = rep;
     rep.worst = worst_idx
         .iter()
         .map(|&i| gap(gaps[i], &attr[i], &names[i], records, &order, cx))
+        .collect();
+    rep.marks = mark_idx
+        .iter()
+        .map(|&i| {
+            let primary = attr[i]
+                .primary
+                .filter(|_| !attr[i].hw)
+                .map(|p| (cx.resolve)(&records[order[p]]));
+            Mark {
+                at_s: gaps[i].0.saturating_sub(cx.t0_ns) as f64 / 1e9,
+                duration_ns: gaps[i].1,
+                cause: names[i].clone(),
+                chain: primary
+                    .as_ref()
+                    .map(|r| r.chain.clone())
+                    .unwrap_or_default(),
+                sender: primary.and_then(|r| r.sender).map(|mut s| {
+                    s.stack.clear();
+                    s
+                }),
+            }
+        })
         .collect();
     (rep, attr, names, order)
 }
@@ -551,6 +648,18 @@ pub fn synthetic_cpu(o: &Outcome, records: &[RawRecord], cx: &Context) -> CpuRep
         percentiles(&o.histogram)
     };
     rep.histogram = o.histogram.clone();
+    // Each log-linear bucket at its middle value, as the percentiles.
+    rep.latency = log_bins(
+        o.fine
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(i, &n)| {
+                let (low, width) = crate::histogram::loglin_range(i);
+                (c.ns(low.saturating_add(width / 2)), n)
+            }),
+    );
     rep.gaps_lost = o.lost;
     for (t, m) in rep.timeline.iter_mut().zip(&o.second_max) {
         t.max_ns = t.max_ns.max(c.ns(*m));
@@ -599,6 +708,7 @@ pub fn pid_cpu(
     };
     rep.percentiles = percentiles(&h);
     rep.histogram = h;
+    rep.latency = log_bins(gaps.iter().map(|g| (g.1, 1)));
     rep
 }
 

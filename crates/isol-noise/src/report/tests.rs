@@ -242,9 +242,17 @@ fn text_json_and_oslat_renderings_carry_the_numbers() {
     );
     assert!(o.contains("     Maximum:\t 2000 (us)\n"), "{o}");
     let v: serde_json::Value = serde_json::from_str(&json::render(&r)).unwrap();
-    assert_eq!(v["schema"], "isol.noise/2");
+    assert_eq!(v["schema"], "isol.noise/3");
     assert_eq!(v["per_cpu"][0]["causes"][0]["class"], "hw");
     assert_eq!(v["per_cpu"][0]["worst"][1]["sender"]["comm"], "noisegen");
+    let cpu = &v["per_cpu"][0];
+    assert_eq!(cpu["latency"][0]["count"], 1_000_000);
+    assert_eq!(cpu["latency"][0]["lo_ns"], 25);
+    assert_eq!(cpu["marks"][2]["cause"]["class"], "ipi");
+    assert_eq!(cpu["marks"][2]["chain"][0]["detail"], "flush_tlb_func");
+    // The timeline's sender goes without the stack the worst gaps carry.
+    assert_eq!(cpu["marks"][2]["sender"]["comm"], "noisegen");
+    assert_eq!(cpu["marks"][2]["sender"]["stack"], serde_json::json!([]));
 }
 
 #[test]
@@ -252,14 +260,205 @@ fn html_is_self_contained_and_labels_its_plots() {
     let r = made_up();
     let h = html::render(&r);
     assert!(
-        !h.contains("http://") && !h.contains("https://"),
+        !h.contains("http://") && !h.contains("https://") && !h.contains(" src="),
         "no network"
     );
     assert!(h.contains("data-total-ns=\"40000\""));
-    assert!(h.contains("data-count=\"1000000\""));
-    assert!(h.contains("data-second=\"1\" data-max-ns=\"40000\""));
-    assert!(h.contains("ipi call_function flush_tlb_func: 40.0 us in 1 gaps"));
+    // The cause bar's label, numbers as people read them.
+    assert!(h.contains(">40.0 us in 1 gaps (max 40.0 us)</text>"), "{h}");
+    // Loops: 1000003 reads 1.0 M.
+    assert!(
+        h.contains("data-loops=\"1000003\" title=\"1000003 loop iterations\"><b>1.0 M</b>"),
+        "{h}"
+    );
+    // Percentiles in ns, not oslat's 1 us buckets.
+    assert!(h.contains("data-percentile=\"p99\" data-ns=\"30\""), "{h}");
+    assert!(h.contains("<b>30 ns</b><span>p99</span>"), "{h}");
     assert_eq!(html::esc("<a&\"'>"), "&lt;a&amp;&quot;&#39;&gt;");
+}
+
+#[test]
+fn a_pid_report_speaks_of_interruptions_not_loops() {
+    let mut r = made_up();
+    let h = html::render(&r);
+    assert!(h.contains("gaps are loop deltas above 5000 ns"));
+    assert!(h.contains("<line class=\"thr\""));
+    r.mode = "pid";
+    r.pid = Some(42);
+    let h = html::render(&r);
+    assert!(h.contains("<h1>isol noise: pid 42</h1>"), "{h}");
+    assert!(h.contains("every interruption of the task is a gap"));
+    assert!(h.contains("Latency histogram: interruptions (log axes)"));
+    assert!(!h.contains("data-loops=") && !h.contains("<line class=\"thr\""));
+}
+
+#[test]
+fn the_latency_histogram_has_log_bins_and_labelled_log_axes() {
+    let r = made_up();
+    let c = &r.per_cpu[0];
+    let bins: Vec<(u64, u64, u64)> = c
+        .latency
+        .iter()
+        .map(|b| (b.lo_ns, b.hi_ns, b.count))
+        .collect();
+    // 30 ns, 20.5 us, 2 ms: every loop once, in its decade's tenth.
+    assert_eq!(
+        bins,
+        vec![
+            (25, 32, 1_000_000),
+            (19_953, 25_119, 1),
+            (1_995_262, 2_511_886, 2)
+        ]
+    );
+    let h = html::render(&r);
+    for (lo, hi, n) in &bins {
+        assert!(
+            h.contains(&format!(
+                "data-lo=\"{lo}\" data-hi=\"{hi}\" data-count=\"{n}\""
+            )),
+            "bin {lo}..{hi} not plotted"
+        );
+    }
+    // The bar's count label: 1.0 M, not a clipped "1000000".
+    assert!(h.contains("data-count=\"1000000\""), "{h}");
+    assert!(h.contains(">1.0 M</text>"), "{h}");
+    // Decades on both axes, 10 ns .. 10 ms and 1 .. 1M.
+    for t in [
+        "10 ns", "100 ns", "1 us", "10 us", "100 us", "1 ms", "10 ms",
+    ] {
+        assert!(
+            h.contains(&format!("text-anchor=\"middle\">{t}</text>")),
+            "x tick {t}"
+        );
+    }
+    for t in ["1", "10", "100", "1k", "10k", "100k", "1M"] {
+        assert!(
+            h.contains(&format!("text-anchor=\"end\">{t}</text>")),
+            "y tick {t}"
+        );
+    }
+    assert!(h.contains("count (log)"));
+}
+
+#[test]
+fn log_bins_are_contiguous_and_hold_their_values() {
+    assert_eq!(log_bin(0), (0, 10));
+    assert_eq!(log_bin(9), (0, 10));
+    assert_eq!(log_bin(10), (10, 13));
+    assert_eq!(log_bin(99), (79, 100));
+    assert_eq!(log_bin(100), (100, 126));
+    assert_eq!(log_bin(1_000_000_000), (1_000_000_000, 1_258_925_412));
+    let mut v = 0u64;
+    let mut prev = (0, 0);
+    while v < 20_000_000_000 {
+        let (lo, hi) = log_bin(v);
+        assert!(lo <= v && v < hi, "{v} in {lo}..{hi}");
+        if (lo, hi) != prev {
+            // A new bin starts where the last one ended.
+            assert_eq!(lo, prev.1, "gap before {lo}");
+            prev = (lo, hi);
+        }
+        v = hi.max(v + 1) - 1;
+        let (lo2, _) = log_bin(v);
+        assert_eq!(lo2, lo, "{v}: the last value of {lo}..{hi}");
+        v += 1;
+    }
+}
+
+#[test]
+fn a_timeline_mark_shows_its_gap_with_chain_and_sender_on_hover() {
+    let r = made_up();
+    let c = &r.per_cpu[0];
+    let marks: Vec<(&str, u64)> = c
+        .marks
+        .iter()
+        .map(|m| (m.cause.class.as_str(), m.duration_ns))
+        .collect();
+    // Every gap, in time order, with its primary cause.
+    assert_eq!(
+        marks,
+        vec![("timer", 20_000), ("hw", 2_000_000), ("ipi", 40_000)]
+    );
+    assert!((c.marks[2].at_s - 1.5).abs() < 1e-9);
+    let ipi = html::mark_title(&c.marks[2]);
+    assert_eq!(
+        ipi,
+        "40.0 us at 1.500 s: ipi call_function flush_tlb_func\n\
+         chain: ipi call_function flush_tlb_func\n\
+         sent by CPU 0 noisegen[42], function flush_tlb_func, from smp_call_function_many_cond"
+    );
+    // The hw gap has no chain and no sender to show.
+    assert!(!html::mark_title(&c.marks[1]).contains("chain:"));
+    let h = html::render(&r);
+    assert!(
+        h.contains(&format!(
+            "data-at-s=\"1.500000\" data-duration-ns=\"40000\" data-class=\"ipi\"><title>{}</title></rect>",
+            html::esc(&ipi)
+        )),
+        "{h}"
+    );
+    // Coloured by class, with a legend; labelled time axis.
+    assert!(h.contains("fill=\"#ff7f0e\" data-at-s=\"1.500000\""), "{h}");
+    assert!(h.contains("data-class=\"hw\" data-marks=\"1\""), "{h}");
+    assert!(h.contains(">2.0 s</text>"), "{h}");
+    assert!(h.contains("time since the start (s)"));
+    // Worst gaps: the sender's stack frames.
+    assert!(
+        h.contains("<pre class=\"stack\">flush_tlb_mm_range\n__x64_sys_munmap</pre>"),
+        "{h}"
+    );
+}
+
+#[test]
+fn the_timeline_keeps_the_longest_gaps_when_there_are_too_many() {
+    let clock = Clock {
+        tsc0: 0,
+        mono0: 0,
+        hz: 1e9,
+    };
+    // Gap i lasts 10 us + i ns: the last MARKS_MAX are the longest.
+    let n = MARKS_MAX + 500;
+    let gaps: Vec<(u64, u64)> = (0..n as u64).map(|i| (i * 100_000, 10_000 + i)).collect();
+    let o = Outcome {
+        cpu: 1,
+        clock,
+        start_tsc: 0,
+        end_tsc: n as u64 * 100_000,
+        loops: n as u64,
+        min_ticks: 10_000,
+        max_ticks: 10_000 + n as u64,
+        sum_ticks: 0,
+        histogram: Histogram::new(1000, 32),
+        fine: crate::histogram::LogLinear::default(),
+        gaps,
+        lost: 0,
+        stopped_by: None,
+        injected: None,
+        second_max: vec![],
+    };
+    let cx = Context {
+        params: Params::default(),
+        worst: 10,
+        threshold_ns: 5_000,
+        t0_ns: 0,
+        steal: &[],
+        runq: &[],
+        records_lost: false,
+        resolve: &record_of,
+        cause: &cause_of,
+    };
+    let c = synthetic_cpu(&o, &[], &cx);
+    assert_eq!(c.marks.len(), MARKS_MAX);
+    assert_eq!(c.marks[0].duration_ns, 10_000 + 500);
+    assert!(c.marks.windows(2).all(|w| w[0].at_s < w[1].at_s));
+    let mut r = made_up();
+    r.per_cpu = vec![c];
+    let h = html::render(&r);
+    assert_eq!(h.matches("class=\"mark plot\"").count(), MARKS_MAX);
+    assert!(
+        h.contains("The 2000 longest of 2500 gaps are shown."),
+        "{h}"
+    );
 }
 
 #[test]
