@@ -65,13 +65,14 @@ tune_box() {
 	isol apply --cpus "$1" >/tmp/apply.out 2>&1 || { cat /tmp/apply.out; fail "isol apply"; }
 }
 
-# start_isold CPUS: isold watching CPUS, collecting every second, on
-# loopback (the initramfs brings no interface up); returns once /metrics
-# says the capture is attached. Its pid in ISOLD, its log /tmp/isold.log.
+# start_isold CPUS [LINE]: isold watching CPUS, collecting every second,
+# on loopback (the initramfs brings no interface up), LINE added to its
+# configuration; returns once /metrics says the capture is attached. Its
+# pid in ISOLD, its log /tmp/isold.log.
 start_isold() {
 	ifconfig lo 127.0.0.1 up
 	mkdir -p /etc/isol
-	printf 'cpus = "%s"\ninterval_ms = 1000\n' "$1" >/etc/isol/isold.toml
+	printf 'cpus = "%s"\ninterval_ms = 1000\n%s\n' "$1" "$2" >/etc/isol/isold.toml
 	isol serve >/tmp/isold.log 2>&1 &
 	ISOLD=$!
 	i=0

@@ -133,6 +133,17 @@ pub fn boot(b: &Boot) -> Result<Raw> {
             ]);
     }
     cmd.stderr(std::fs::File::create(&stderr_log)?);
+    // A test killed outright (a timeout, a signal) never drops the child:
+    // the VM must not outlive it, spinning a core the next VM needs.
+    // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 
     let start = Instant::now();
     let mut child = KillOnDrop(cmd.spawn().context("starting qemu-system-x86_64")?);

@@ -443,6 +443,11 @@ static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 
 			pg->state = PAGE_ENDED;
 		return;
 	}
+	/* The arming call, seen once armed: the same syscall again where both
+	 * context tracking and sys_enter see it. Never a break. */
+	if (!(cfg->flags & STRICT_PENDING) && class == CLASS_SYSCALL &&
+	    arg == STRICT_ARM_NR && addr == STRICT_ARM_MAGIC)
+		return;
 	if (cfg->flags & STRICT_PENDING) {
 		if (class == CLASS_SYSCALL && arg == STRICT_ARM_NR && addr == STRICT_ARM_MAGIC) {
 			cfg->flags &= ~STRICT_PENDING;
