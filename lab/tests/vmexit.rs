@@ -449,10 +449,12 @@ fn strict_on(series: Series) {
     assert_eq!(b["cause"]["vm_exit"]["reason"], "INTR", "{b}");
     let chain = b["chain"].as_array().unwrap();
     assert_eq!(chain[0]["class"], "vmexit", "{b}");
-    // What took the guest out: the interrupt the host served.
+    // What took the guest out: the interrupt the host served (beside
+    // the irq_work of isol's own signal, sent from kvm_exit on 6.12).
+    let host = chain[1..].iter().find(|c| c["kind"] != "isol_signal");
     assert!(
         matches!(
-            chain.get(1).and_then(|c| c["class"].as_str()),
+            host.and_then(|c| c["class"].as_str()),
             Some("ipi" | "timer" | "irq")
         ),
         "the break does not name the host's interrupt: {b}"
@@ -472,29 +474,37 @@ fn strict_on(series: Series) {
         assert_eq!(b["sender"]["comm"], "kvmguest", "{b}");
         assert_ne!(b["sender"]["pid"].as_u64(), Some(vcpu_tid), "{b}");
     }
-    // The record of the break is that exit, the vCPU thread's; no
-    // guest-caused exit before it was one.
+    // The record of the break is that exit, the vCPU thread's, flagged.
+    // Known race: where the exit closes at the return to the VMM
+    // (kvm_userspace_exit, interrupts on), an interrupt landing while isol
+    // writes the record reopens the per-CPU state under it, and the
+    // record goes out with that interrupt's chain and no flag (as the
+    // capture test's "disturbed" exits); the break, completed first, is
+    // whole. Seen once in 7 runs on 6.12: allowed for that case only.
     let flagged: Vec<&Value> = exits.iter().filter(|r| r["strict_break"] == true).collect();
-    if flagged.len() != 1 {
-        let all = lines(&out.section("strict_kill_watch").unwrap().text);
-        let any: Vec<&Value> = all.iter().filter(|r| r["strict_break"] == true).collect();
-        panic!(
-            "{} vmexit records flagged as the break; flagged records of any class: {any:?}; drops {}",
-            flagged.len(),
-            summary["drops"]
-        );
+    match flagged.len() {
+        1 => {
+            assert_eq!(flagged[0]["tid"].as_u64(), Some(vcpu_tid));
+            assert_eq!(flagged[0]["chain"], b["chain"], "{}", flagged[0]);
+        }
+        0 => {
+            assert_eq!(
+                chain.last().unwrap()["kind"],
+                "vm_userspace",
+                "no record of the break, and not the race at the return to the VMM: {b}"
+            );
+            eprintln!("kill: the break's record was disturbed by a nested interrupt");
+        }
+        n => panic!("{n} records flagged as the one break: {flagged:?}"),
     }
-    assert_eq!(flagged[0]["tid"].as_u64(), Some(vcpu_tid));
-    assert_eq!(flagged[0]["chain"], b["chain"], "{}", flagged[0]);
+    // No guest-caused exit after the registration was the break.
     for r in &exits {
         if matches!(
             r["cause"]["vm_exit"]["reason"].as_str(),
             Some("HLT" | "IOIO")
         ) {
-            assert!(
-                r["start_ns"].as_u64() < flagged[0]["start_ns"].as_u64(),
-                "{r}"
-            );
+            assert!(r["start_ns"].as_u64() < b["ts_ns"].as_u64(), "{r}");
+            assert_eq!(r["strict_break"], false, "{r}");
         }
     }
 
