@@ -10,6 +10,7 @@
  *
  *   kvmguest [--cpu N] [--hk M] [--hlt K] [--out K] [--flushes F]
  *            [--period-us P] [--timeout S] [--hold FILE] [--go FILE]
+ *            [--run FILE] [--phased]
  *
  * No in-kernel irqchip: HLT and port I/O both come back to this program
  * (KVM_EXIT_HLT, KVM_EXIT_IO). Prints "pid=P vcpu_tid=T" once the guest
@@ -19,6 +20,10 @@
  * its watcher meanwhile, with CPU N still idle).
  * --hold FILE keeps the VM (its vCPU stopped) until FILE exists, so that
  * a test can look at the host's threads for it.
+ * --run FILE: the vCPU thread exists (its tid printed) but waits for FILE
+ * before its first KVM_RUN (a test registers that thread meanwhile).
+ * --phased: the flushes start only once the hlt and out exits are done;
+ * then a line {"phase":"guest",...} says the guest-caused part is over.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -73,6 +78,8 @@ static volatile uint8_t *mem;
 static atomic_int stop;
 static atomic_long hlts, outs, others, flushes;
 static atomic_int vcpu_tid;
+static atomic_int flush_go = 1;
+static const char *run_file;
 
 static void die(const char *what)
 {
@@ -103,6 +110,8 @@ static void *vcpu_thread(void *arg)
 	(void)arg;
 	pin(cpu);
 	atomic_store(&vcpu_tid, (int)syscall(SYS_gettid));
+	while (run_file && access(run_file, F_OK))
+		usleep(10000);
 	while (!atomic_load(&stop)) {
 		if (ioctl(vcpu_fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR)
@@ -138,6 +147,8 @@ static void *flush_thread(void *arg)
 {
 	(void)arg;
 	pin(hk);
+	while (!atomic_load(&flush_go) && !atomic_load(&stop))
+		usleep(1000);
 	while (!atomic_load(&stop) && atomic_load(&flushes) < flush_target) {
 		char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED)
@@ -191,8 +202,12 @@ int main(int argc, char **argv)
 			hold = v, i++;
 		else if (!strcmp(a, "--go"))
 			go = v, i++;
+		else if (!strcmp(a, "--run"))
+			run_file = v, i++;
+		else if (!strcmp(a, "--phased"))
+			flush_go = 0;
 		else {
-			fprintf(stderr, "usage: kvmguest [--cpu N] [--hk M] [--hlt K] [--out K] [--flushes F] [--period-us P] [--timeout S] [--hold FILE] [--go FILE]\n");
+			fprintf(stderr, "usage: kvmguest [--cpu N] [--hk M] [--hlt K] [--out K] [--flushes F] [--period-us P] [--timeout S] [--hold FILE] [--go FILE] [--run FILE] [--phased]\n");
 			return 2;
 		}
 	}
@@ -252,6 +267,12 @@ int main(int argc, char **argv)
 		ok = request(CMD_HLT, &hlts, deadline) == 0;
 	for (long i = 0; ok && i < nout; i++)
 		ok = request(CMD_OUT, &outs, deadline) == 0;
+	if (ok && !atomic_load(&flush_go)) {
+		printf("{\"phase\":\"guest\",\"hlt\":%ld,\"out\":%ld}\n", atomic_load(&hlts),
+		       atomic_load(&outs));
+		fflush(stdout);
+		atomic_store(&flush_go, 1);
+	}
 	while (ok && atomic_load(&flushes) < flush_target) {
 		if (now() > deadline)
 			ok = 0;

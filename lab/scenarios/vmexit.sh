@@ -9,6 +9,60 @@
 grep -qw svm /proc/cpuinfo || fail "no svm in /proc/cpuinfo: nested KVM impossible"
 [ -e /dev/kvm ] && fail "/dev/kvm before the kvm modules were loaded"
 
+# VMEXIT_PART=strict: strict mode on the vCPU thread, doctor and the
+# halt polling audit item (lab/tests/vmexit.rs, strict_*); the capture
+# part otherwise.
+if [ "$VMEXIT_PART" = strict ]; then
+	section doctor_nokvm isol doctor --json
+	for m in $(cat /lab/kvm/order); do
+		insmod /lab/kvm/$m.ko || fail "insmod $m"
+	done
+	[ -c /dev/kvm ] || fail "no /dev/kvm after loading $(cat /lab/kvm/order)"
+	section doctor_kvm isol doctor --json
+
+	# The vCPU thread is registered before its guest first runs (--run),
+	# and isol starts with CPU 1 idle. --phased: the guest's hlt and out
+	# exits first, then the housekeeping thread's TLB flushes (IPIs to
+	# CPU 1, the VMM's mm) while the guest spins.
+	# 1. Counting (--signal 0): every break must be a host-caused exit.
+	# 2. SIGKILL: the guest-caused exits pass, the first host-caused one
+	#    kills the VMM.
+	for run in count kill; do
+		sig=KILL
+		[ $run = count ] && sig=0
+		rm -f /tmp/ks.run
+		kvmguest --cpu 1 --hk 0 --hlt 10 --out 10 --flushes 20 --period-us 5000 --timeout 400 \
+			--phased --run /tmp/ks.run >/tmp/ks-$run.out 2>/tmp/ks-$run.err &
+		K=$!
+		wait_for /tmp/ks-$run.out vcpu_tid=
+		T=$(sed -n 's/.*vcpu_tid=\([0-9]*\).*/\1/p' /tmp/ks-$run.out)
+		isol watch --cpus 1 --strict $T --break-on vmexit --signal $sig -D 900 --events \
+			>/tmp/sw-$run.json 2>/tmp/sw-$run.err &
+		W=$!
+		wait_for /tmp/sw-$run.err "strict mode armed"
+		touch /tmp/ks.run
+		wait $K
+		echo "kvmguest_${run}_status=$?"
+		cat /tmp/ks-$run.err
+		kill -INT $W
+		wait $W
+		rc=$?
+		section strict_${run}_guest cat /tmp/ks-$run.out
+		section strict_${run}_watch sh -c "cat /tmp/sw-$run.json; exit $rc"
+		section strict_${run}_err cat /tmp/sw-$run.err
+	done
+
+	# kvm.halt_poll_ns: Debian's KVM polls (200000 ns); apply turns it
+	# off, revert puts it back.
+	section audit isol audit --cpus 1 --json
+	section apply isol apply --cpus 1 --json
+	section halt_after_apply cat /sys/module/kvm/parameters/halt_poll_ns
+	section audit_after isol audit --cpus 1 --json
+	section revert isol revert --json
+	section halt_after_revert cat /sys/module/kvm/parameters/halt_poll_ns
+	exit 0
+fi
+
 isol watch --cpus 1 -D 900 --events >/tmp/vm.json 2>/tmp/vm.err &
 W=$!
 wait_for /tmp/vm.err watching

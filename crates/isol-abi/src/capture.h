@@ -71,6 +71,12 @@ struct kvm_layout {
 	__u32 pad;
 	__u64 svm_vmcb_off;   /* offsetof(struct vcpu_svm, vmcb), 0: unknown */
 	__u64 vmx_reason_off; /* offsetof(struct vcpu_vmx, exit_reason), 0: unknown */
+	/* Host-caused exits (an interrupt or NMI for the host, KVM's own
+	 * windows), the ones strict mode's CLASS_VMEXIT breaks on: a bit per
+	 * reason, from user space's table (vmexit.rs). SVM: bit c - 0x40 for
+	 * exit code c in 0x40..0x7f; VMX: bit c for basic reason c < 64. */
+	__u64 svm_host_reasons;
+	__u64 vmx_host_reasons;
 };
 
 /* arg of a KIND_CSD_FUNCTION cause: what was queued (the csd's type), and
@@ -262,6 +268,6 @@ _Static_assert(sizeof(struct strict_cfg) == 32, "strict_cfg layout");
 _Static_assert(sizeof(struct strict_break) == 240, "strict_break layout");
 _Static_assert(sizeof(struct tick_state) == 24, "tick_state layout");
 _Static_assert(sizeof(struct isol_page) == 256, "isol_page layout");
-_Static_assert(sizeof(struct kvm_layout) == 24, "kvm_layout layout");
+_Static_assert(sizeof(struct kvm_layout) == 40, "kvm_layout layout");
 
 #endif

@@ -696,6 +696,14 @@ impl Capture {
         if !crate::kvm::present(&self.tracefs) || !crate::kvm::live("kvm") {
             return false;
         }
+        // Attached, and no other vendor module since: nothing new to read
+        // (spares loading vmlinux's BTF every second where none will come,
+        // as on a kernel with kvm built in and a vendor isol does not know).
+        if let VmStatus::Attached { isa, .. } = self.vm {
+            if crate::kvm::vendor().map_or(crate::vmexit::Isa::Unknown, |v| v.1) == isa {
+                return false;
+            }
+        }
         let (layout, isa) = crate::kvm::layout(&self.release);
         // SAFETY: .bss is mapped as long as `loaded` lives.
         unsafe { std::ptr::write_volatile(self.kvm_layout, layout) };

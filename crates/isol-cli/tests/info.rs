@@ -1,7 +1,10 @@
 //! `isol info` and `isol doctor` on the host, as root, as an unprivileged
 //! user, and with tracefs unmounted (in a private mount namespace).
 
+mod common;
+
 use serde_json::Value;
+use std::path::Path;
 use std::process::{Command, Output};
 
 const ISOL: &str = env!("CARGO_BIN_EXE_isol");
@@ -215,4 +218,96 @@ fn status_of_a_process_that_does_not_exist_says_so() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("no such process: 99999999"), "{err}");
+}
+
+/// What this host has of KVM, read independently of isol: the kvm
+/// module (loadable and live, built in, or none), its tracepoints, and a
+/// vendor module isol decodes.
+fn host_kvm() -> (&'static str, bool, Option<&'static str>) {
+    let sys = Path::new("/sys/module/kvm");
+    let listed = std::fs::read_to_string("/proc/modules")
+        .map(|m| m.lines().any(|l| l.starts_with("kvm ")))
+        .unwrap_or(false);
+    let kvm = match std::fs::read_to_string(sys.join("initstate")) {
+        Ok(s) if s.trim() == "live" => "module",
+        Ok(_) => "loading",
+        Err(_) if sys.is_dir() && !listed => "builtin",
+        Err(_) => "absent",
+    };
+    let tps = ["kvm_exit", "kvm_entry", "kvm_userspace_exit"]
+        .iter()
+        .all(|t| Path::new("/sys/kernel/tracing/events/kvm").join(t).is_dir());
+    let vendor = ["kvm_amd", "kvm_intel"].into_iter().find(|m| {
+        std::fs::read_to_string(format!("/sys/module/{m}/initstate"))
+            .is_ok_and(|s| s.trim() == "live")
+    });
+    (kvm, tps, vendor)
+}
+
+#[test]
+fn doctor_says_whether_vm_exits_can_be_captured() {
+    assert!(is_root(), "needs root (CI runs as root)");
+    let _cpu1 = common::serial();
+    let out = sh(&format!("{ISOL} doctor --json"), false, false);
+    let v = json(&out);
+    assert_eq!(v["ready"], true, "{v}");
+    let vm = &v["vm"];
+    let how = vm["how"].as_str().unwrap();
+    let (kvm, tps, vendor) = host_kvm();
+    eprintln!("host: kvm {kvm}, tracepoints {tps}, vendor {vendor:?}; doctor: {vm}");
+    assert_eq!(vm["kvm"], kvm, "{vm}");
+    assert_eq!(vm["tracepoints"], tps, "{vm}");
+    assert_eq!(vm["vendor"].as_str(), vendor, "{vm}");
+    match (kvm, tps) {
+        ("absent", _) => {
+            // The host CI case: no KVM, and doctor says so and what then.
+            assert_eq!(vm["available"], false, "{vm}");
+            assert!(how.starts_with("KVM is not loaded"), "{how}");
+            assert!(how.contains("when the kvm module loads"), "{how}");
+            assert_eq!(vm["capture"]["state"], "no_kvm", "{vm}");
+        }
+        ("module" | "builtin", true) => {
+            // The capture doctor loaded attached to the tracepoints.
+            assert_eq!(vm["available"], true, "{vm}");
+            assert_eq!(vm["capture"]["state"], "attached", "{vm}");
+            let source = if kvm == "builtin" {
+                "(kvm built in)"
+            } else {
+                "(kvm module)"
+            };
+            assert!(
+                how.starts_with("kvm:kvm_exit/kvm_entry/kvm_userspace_exit"),
+                "{how}"
+            );
+            assert!(how.contains(source), "{how}");
+            match vendor {
+                None => {
+                    assert_eq!(vm["reasons"], false, "{vm}");
+                    assert!(
+                        how.contains("neither kvm_amd nor kvm_intel is loaded"),
+                        "{how}"
+                    );
+                    assert!(how.contains("not their reason"), "{how}");
+                }
+                Some(m) if vm["reasons"] == true => {
+                    assert!(
+                        how.contains(&format!("exit reasons decoded ({m})")),
+                        "{how}"
+                    )
+                }
+                Some(m) => assert!(how.contains(&format!("{m} has no BTF")), "{how}"),
+            }
+        }
+        _ => assert_eq!(vm["available"], false, "{vm}"),
+    }
+    // The text form says the same on its own line.
+    let out = sh(&format!("{ISOL} doctor"), false, false);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("vm_exits "))
+        .unwrap_or_else(|| panic!("no vm_exits line: {text}"));
+    let yes = if vm["available"] == true { "yes" } else { "no" };
+    assert_eq!(line.split_whitespace().nth(1), Some(yes), "{line}");
+    assert!(line.ends_with(how), "{line}\n{how}");
 }

@@ -1546,6 +1546,28 @@ struct kvm_layout kvm_layout = {};
 
 #define VMCB_EXIT_CODE 0x70 /* architectural: the VMCB control area's EXITCODE */
 
+/* The host took the CPU back (kvm_layout's table of reasons). */
+static __always_inline bool vm_host_caused(__u32 reason, __u32 isa)
+{
+	if (isa == VM_ISA_SVM) {
+		reason -= 0x40;
+		return reason < 64 && ((kvm_layout.svm_host_reasons >> reason) & 1);
+	}
+	return isa == VM_ISA_VMX && reason < 64 && ((kvm_layout.vmx_host_reasons >> reason) & 1);
+}
+
+/* Strict mode: a host-caused exit breaks a thread registered for
+ * CLASS_VMEXIT; the guest's own exits never do. Once per exit: where an
+ * interrupt opened it, that may have broken (counted) it already. */
+static __always_inline void vm_exit_strict(struct cpu_state *st, __u32 reason, __u32 isa)
+{
+	if (!strict_count || !vm_host_caused(reason, isa))
+		return;
+	if ((st->flags & REC_STRICT_BREAK) && st->break_tid == (__u32)bpf_get_current_pid_tgid())
+		return;
+	strict_check(st, CLASS_VMEXIT, KIND_VM_EXIT, reason, isa);
+}
+
 /* Open the episode of a VM exit. */
 static __always_inline void vm_exit_open(__u32 reason, __u32 isa)
 {
@@ -1562,6 +1584,11 @@ static __always_inline void vm_exit_open(__u32 reason, __u32 isa)
 		st->chain[0].addr = isa;
 		st->vm_pending = 0;
 		count_kind(KIND_VM_EXIT);
+		/* kvm_exit runs with interrupts on here: a signal is sent at
+		 * once, no irq_work of isol's is to come. */
+		__u8 irq_work = st->isol_irq_work;
+		vm_exit_strict(st, reason, isa);
+		st->isol_irq_work = irq_work;
 		return;
 	}
 	now = bpf_ktime_get_ns();
@@ -1572,6 +1599,7 @@ static __always_inline void vm_exit_open(__u32 reason, __u32 isa)
 	st->vm = 1;
 	add_cause(st, CLASS_VMEXIT, KIND_VM_EXIT, reason, isa);
 	count_kind(KIND_VM_EXIT);
+	vm_exit_strict(st, reason, isa);
 }
 
 /* 5.16 on: kvm_exit(vcpu, isa); the reason is in the vendor's vCPU,

@@ -39,6 +39,8 @@ struct Report<'a> {
     capabilities: Vec<Capability>,
     /// Hooks this kernel lacks (their programs are left out).
     skipped: Vec<String>,
+    /// Whether VM exits of vCPU threads can be captured, from what.
+    vm: isol_capture::kvm::VmSupport,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -50,6 +52,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut load_error = None;
     let mut capabilities = Vec::new();
     let mut skipped = Vec::new();
+    let mut vm_status = None;
     if capture.is_empty() && !a.no_load {
         match select(&root, None, WhenNoneIsolated::LastOnline) {
             Err(e) => load_error = Some(e),
@@ -63,6 +66,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                     Ok(cap) => {
                         capabilities = cap.sources.capabilities();
                         skipped = cap.skipped.clone();
+                        vm_status = Some(cap.vm.clone());
                         loaded_on = Some(sel.watched.to_string());
                         // Dropping it detaches every program.
                     }
@@ -72,6 +76,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let ready = capture.is_empty() && load_error.is_none();
+    // Probed again: loading the capture may have mounted tracefs. Without
+    // it (unprivileged) the kvm events cannot be seen, as by the capture.
+    let tfs = isol_system::tracefs::Tracefs::probe(&root, false)
+        .path()
+        .map(|p| p.to_path_buf());
+    let vm = isol_capture::kvm::support(tfs.as_deref(), &m.kernel.release, vm_status.as_ref());
     if a.json {
         json(&Report {
             schema: "isol.doctor/2",
@@ -83,6 +93,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             load_error,
             capabilities,
             skipped,
+            vm,
         })?;
     } else {
         for x in &capture {
@@ -105,6 +116,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 c.how
             );
         }
+        println!(
+            "{:<17} {:<3} {}",
+            "vm_exits",
+            if vm.available { "yes" } else { "no" },
+            vm.how
+        );
         if ready {
             match &loaded_on {
                 Some(c) => println!(

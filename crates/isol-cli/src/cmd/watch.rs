@@ -52,7 +52,9 @@ pub struct Args {
     signal: i32,
     /// What breaks strict isolation: `async` (interrupts, IPIs, timers,
     /// preemption), `all` (also the task's own syscalls and faults), or a
-    /// list of classes (`ipi,irq`).
+    /// list of classes (`ipi,irq`). `vmexit`: a host-caused VM exit of a
+    /// registered vCPU thread (an interrupt or NMI for the host), never
+    /// the guest's own (HLT, I/O, MSR ...).
     #[arg(long, default_value = "async", value_parser = parse_break_on)]
     break_on: BreakOn,
     /// Ring buffer size in KiB (power of two).
@@ -85,9 +87,15 @@ fn parse_break_on(s: &str) -> Result<BreakOn, String> {
         list => list
             .split(',')
             .map(|n| {
-                Class::from_name(n.trim()).ok_or_else(|| {
-                    format!("unknown class {n:?}: use async, all, or irq,ipi,timer,softirq,nmi,exception,syscall,sched,workqueue")
-                })
+                Class::from_name(n.trim())
+                    .filter(|c| *c != Class::None)
+                    .ok_or_else(|| {
+                        let all: Vec<&str> = Class::ALL[1..].iter().map(|c| c.name()).collect();
+                        format!(
+                            "unknown class {n:?}: use async, all, or a list of {}",
+                            all.join(",")
+                        )
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?,
     };
@@ -564,5 +572,10 @@ mod tests {
             vec![Class::Ipi, Class::Irq]
         );
         assert!(parse_break_on("ipi,bogus").unwrap_err().contains("bogus"));
+        assert_eq!(parse_break_on("vmexit").unwrap().0, vec![Class::VmExit]);
+        let e = parse_break_on("none").unwrap_err();
+        assert!(e.contains("workqueue,vmexit"), "{e}");
+        // vmexit is asked for, never implied by a preset.
+        assert!(!parse_break_on("all").unwrap().0.contains(&Class::VmExit));
     }
 }

@@ -24,10 +24,22 @@ pub fn check(ctx: &Ctx) -> Vec<Item> {
         "KVM's PIT threads off the CPUs",
         "kvm-pit injects the emulated PIT's ticks; on a vCPU's CPU it preempts that vCPU",
     );
+    let halt = Item::new(
+        "kvm.halt_poll_ns",
+        "KVM halt polling off (kvm.halt_poll_ns = 0)",
+        "a halting vCPU thread polls in the host for up to halt_poll_ns before it sleeps: host time on the CPU at every guest HLT, as tuned's realtime-virtual-host profile turns off",
+    );
     let params = ctx.sys("module/kvm/parameters");
     if ctx.read(&ctx.sys("module/kvm/initstate")).is_none() && !params.exists() {
         let why = "KVM is not loaded: no VM host here";
-        return vec![nx.skip(why), pit.skip(why)];
+        return vec![
+            nx.skip(why),
+            pit.skip(why),
+            halt.skip(format!(
+                "{why} (no {}); a future VM host boots with kvm.halt_poll_ns=0",
+                params.join("halt_poll_ns").display()
+            )),
+        ];
     }
     let tasks = isol_system::tasks::probe(ctx.root);
     let on_cpus = |prefix: &str| -> Vec<&Task> {
@@ -104,7 +116,24 @@ pub fn check(ctx: &Ctx) -> Vec<Item> {
             None,
         )
     };
-    vec![nx, pit]
+    vec![nx, pit, halt_poll(ctx, halt, &params)]
+}
+
+/// The module-wide default; a VMM may still set its own per VM
+/// (KVM_CAP_HALT_POLL), which no file shows.
+fn halt_poll(ctx: &Ctx, it: Item, params: &std::path::Path) -> Item {
+    let path = params.join("halt_poll_ns");
+    match ctx.read(&path).map(|v| (v.parse::<u64>().ok(), v)) {
+        None => it.skip(format!(
+            "{} absent: this KVM has no halt polling parameter",
+            path.display()
+        )),
+        Some((Some(0), _)) => it.pass("kvm.halt_poll_ns = 0"),
+        Some((_, v)) => it
+            .warn(format!("kvm.halt_poll_ns = {v}"))
+            .changes(vec![Change::write(path, "0")])
+            .boot("kvm.halt_poll_ns=0"),
+    }
 }
 
 #[cfg(test)]
@@ -145,11 +174,87 @@ mod tests {
         let m = tempfile::tempdir().unwrap();
         fixture(m.path()).unwrap();
         let r = audit(&Root::at(m.path()), None).unwrap();
-        for id in ["kvm.nx_recovery", "kvm.pit"] {
+        for id in ["kvm.nx_recovery", "kvm.pit", "kvm.halt_poll_ns"] {
             let it = r.item(id).unwrap();
             assert_eq!(it.status, Status::Skip, "{id}");
             assert!(it.detail.contains("KVM is not loaded"), "{}", it.detail);
+            assert!(it.changes.is_empty() && it.boot.is_empty(), "{id}");
         }
+        let halt = r.item("kvm.halt_poll_ns").unwrap();
+        assert!(
+            halt.detail.contains("halt_poll_ns") && halt.detail.contains("kvm.halt_poll_ns=0"),
+            "{}",
+            halt.detail
+        );
+        assert!(!r.boot.params.iter().any(|p| p.starts_with("kvm.")));
+    }
+
+    fn halt_poll(dir: &Path, v: &str) -> std::path::PathBuf {
+        let p = dir.join("sys/module/kvm/parameters/halt_poll_ns");
+        std::fs::write(&p, format!("{v}\n")).unwrap();
+        p
+    }
+
+    #[test]
+    fn halt_polling_on_warns_and_apply_turns_it_off_journaled() {
+        let m = tempfile::tempdir().unwrap();
+        fixture(m.path()).unwrap();
+        kvm_params(m.path(), "N", "0");
+        let path = halt_poll(m.path(), "200000");
+        let root = Root::at(m.path());
+        let r = audit(&root, None).unwrap();
+        let it = r.item("kvm.halt_poll_ns").unwrap();
+        assert_eq!(it.status, Status::Warn);
+        assert_eq!(it.detail, "kvm.halt_poll_ns = 200000");
+        assert_eq!(it.changes, vec![Change::write(path.clone(), "0")]);
+        assert!(
+            it.fix.as_deref().unwrap().contains("echo 0 > "),
+            "{:?}",
+            it.fix
+        );
+        assert_eq!(it.boot, vec!["kvm.halt_poll_ns=0".to_string()]);
+        assert!(r.boot.params.contains(&"kvm.halt_poll_ns=0".to_string()));
+        assert!(r.verdict.warning.contains(&"kvm.halt_poll_ns".to_string()));
+
+        // apply writes 0 and journals 200000; the item then passes;
+        // revert puts 200000 back.
+        let state = tempfile::tempdir().unwrap();
+        let journal = state.path().join("journal.json");
+        let opts = crate::apply::ApplyOptions {
+            journal: journal.clone(),
+            dry_run: false,
+            fault_after: None,
+        };
+        let cpus = isol_cpulist::CpuSet::parse("1").unwrap();
+        let rep = crate::apply::apply(&root, &cpus, &opts).unwrap();
+        let c = rep
+            .changes
+            .iter()
+            .find(|c| c.item == "kvm.halt_poll_ns")
+            .expect("a change for kvm.halt_poll_ns");
+        assert_eq!(c.outcome, crate::apply::Outcome::Applied);
+        assert_eq!(c.original.as_deref().map(str::trim), Some("200000"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), "0");
+        let r = audit(&root, None).unwrap();
+        let it = r.item("kvm.halt_poll_ns").unwrap();
+        assert_eq!(
+            (it.status, it.detail.as_str()),
+            (Status::Pass, "kvm.halt_poll_ns = 0")
+        );
+        let rev = crate::revert::revert(&root, &journal).unwrap();
+        assert!(rev.complete);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), "200000");
+    }
+
+    #[test]
+    fn halt_polling_absent_from_a_loaded_kvm_is_skipped() {
+        let m = tempfile::tempdir().unwrap();
+        fixture(m.path()).unwrap();
+        kvm_params(m.path(), "N", "0");
+        let r = audit(&Root::at(m.path()), None).unwrap();
+        let it = r.item("kvm.halt_poll_ns").unwrap();
+        assert_eq!(it.status, Status::Skip);
+        assert!(it.detail.contains("halt_poll_ns absent"), "{}", it.detail);
     }
 
     #[test]
