@@ -67,7 +67,7 @@ fn activation_races_on_6_1() {
     // Each activation there waits seconds under emulation for the tick to
     // stop (isold polls /proc/timer_list on a CPU 0 the spinning CPU 1
     // halves): fewer rounds, the same checks.
-    races_on(Series::V6_1, 20);
+    races_on(Series::V6_1, 10);
 }
 
 #[test]
