@@ -130,12 +130,16 @@ fn samples_strict_oneshot_fork_and_tick_dependency_on_nohz_full() {
             "{s}"
         );
     }
-    // The library's own count (through isold) agrees with the page.
+    // The library's own count (through isold) agrees with the page read
+    // once the storm stopped (the loop's last read may precede its last
+    // IPIs), which is at least what the loop saw.
+    let fin: u64 = field(&s, "page: final breaks=")["page: final breaks=".len()..]
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(fin >= num("breaks"), "{s}");
     let b = field(&s, "userloop: breaks=");
-    assert!(
-        b.starts_with(&format!("userloop: breaks={} ", num("breaks"))),
-        "{s}"
-    );
+    assert!(b.starts_with(&format!("userloop: breaks={fin} ")), "{s}");
 
     // Logged from the loop: every line stamped with the task's id, in
     // order, none dropped.

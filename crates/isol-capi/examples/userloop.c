@@ -268,6 +268,11 @@ int main(int argc, char **argv)
 		pthread_join(storm_thread, NULL);
 		printf("storm: tid=%d\n", (int)storm_tid);
 	}
+	/* The page once the storm has stopped: the count the library gives
+	 * next (the loop's last read may precede the storm's last IPIs). */
+	struct isol_status page_final = { .size = sizeof(page_final) };
+	if (watch_page && isol_status_read(&page_final) == 0)
+		printf("page: final breaks=%u\n", page_final.breaks);
 	/* Everything below makes syscalls: report after the loop. */
 	if (log_loop)
 		isol_log_flush();
