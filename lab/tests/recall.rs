@@ -6,11 +6,12 @@
 //! about naming, not `primary`; and the jit kind's window holds an RCU
 //! grace period, slow under TCG: ~9 rounds of the IPI kinds in 8 s.
 //!
-//! `timer` is measured and printed, not held to 99 %: on a nohz_full CPU
+//! `timer` is held to 99 % on 5.10 only (no NO_HZ_FULL: the timer fires
+//! on CPU 1 itself, 397 of 397 named on 2026-12-03). On a nohz_full CPU
 //! the kernel moves the POSIX timer's hrtimer to a housekeeping CPU and
-//! the loop gets the signal by a reschedule IPI, which names
-//! posix_timer_fn only through its sender's stack; on 6.12 (2026-12-03)
-//! 48 of 107 judged timer injections were named so.
+//! the loop gets the signal by an IPI, which names posix_timer_fn only
+//! through its sender's stack: the same day 6.1 named 224 of 233, 6.12
+//! 104 of 216; printed, not asserted.
 
 use isol_lab::{Flavour, KernelSpec, Lab, Series};
 
@@ -57,7 +58,9 @@ const NAMED: [&str; 5] = ["tlb", "membarrier", "perf", "jit", "fault"];
 
 #[test]
 fn injected_causes_are_named_on_5_10() {
-    assert_recall(&on(Series::V5_10), &NAMED);
+    let rows = on(Series::V5_10);
+    assert_recall(&rows, &NAMED);
+    assert_recall(&rows, &["timer"]);
 }
 
 #[test]
