@@ -676,8 +676,8 @@ fn n(r: &Value, f: &str) -> u64 {
 /// is shared here: an injection while the loop was switched out is not
 /// judged (the report counts it), nor one that caused no gap.
 ///
-/// Passes while no other user task waits on CPU 1 (2026-12-03, three
-/// runs: every kind 99.0-100 %); fails under load (the same day, with a
+/// Passes while no other user task waits on CPU 1 (2026-12-03, load
+/// 1.0: every kind 99.35-99.65 %); fails under load (the same day, with a
 /// lab VM and release builds running: 94.6-97.3 %). The capture opens a
 /// displacement episode when the loop preempts another user task and
 /// keeps it open until that task runs again (capture.bpf.c,
@@ -726,7 +726,8 @@ fn injected_causes_are_named_in_their_gaps() {
 /// an RCU grace period (~20 ms): with the loop SCHED_FIFO, CPU 1's other
 /// tasks wait, so most windows are judged.
 ///
-/// Fails on this host (2026-12-03: 205 of 248 judged, 83 %): the same
+/// Fails on this host (2026-12-03: 205 of 248 judged, 83 %; 218 of 290,
+/// 75 %): the same
 /// capture bug as above, made constant by the FIFO loop, which displaces
 /// every other task on CPU 1 for as long as it runs.
 #[test]
