@@ -651,3 +651,94 @@ fn check_gives_a_verdict_and_the_report_path() {
     assert!(std::path::Path::new(path).exists());
     let _ = std::fs::remove_file(path);
 }
+
+/// One `--inject` run on CPU 1: per kind, the recall row, checked for
+/// enough judged injections and the share named.
+fn recall_rows(args: &[&str]) -> serde_json::Map<String, Value> {
+    let base = ["-c", "1", "-D", "10", "--inject-every-ms", "5"];
+    let v = noise_json(&[&base[..], args].concat());
+    assert_eq!(v["attribution"], true, "{}", v["notes"]);
+    let cpu = &v["per_cpu"][0];
+    let rows = cpu["recall"].as_object().expect("no recall object").clone();
+    for (k, r) in &rows {
+        eprintln!("{k}: {r}");
+    }
+    rows
+}
+
+fn n(r: &Value, f: &str) -> u64 {
+    r[f].as_u64().unwrap_or_else(|| panic!("{f} in {r}"))
+}
+
+/// Injected interference (isol's own TLB shootdowns, membarriers, perf
+/// installs, a POSIX timer of the loop, page faults of the loop) is named
+/// with the right kernel function in >= 99 % of the gaps it fell in. CPU 1
+/// is shared here: an injection while the loop was switched out is not
+/// judged (the report counts it), nor one that caused no gap.
+///
+/// Passes while no other user task waits on CPU 1 (2026-12-03, load
+/// 1.0: every kind 99.35-99.65 %); fails under load (the same day, with a
+/// lab VM and release builds running: 94.6-97.3 %). The capture opens a
+/// displacement episode when the loop preempts another user task and
+/// keeps it open until that task runs again (capture.bpf.c,
+/// sched_switch), nesting the loop's own IPIs into it instead of
+/// recording them. A capture bug this test exists to catch; run with
+/// --ignored on a quiet host until it is fixed.
+#[test]
+#[ignore = "fails under load: capture nests the loop's IPIs into a waiting task's displacement episode (see doc)"]
+fn injected_causes_are_named_in_their_gaps() {
+    let _serial = serial();
+    let rows = recall_rows(&["--inject", "tlb,membarrier,perf,timer,fault"]);
+    for k in ["tlb", "membarrier", "perf", "timer", "fault"] {
+        let r = &rows[k];
+        let (injected, judged, named) = (n(r, "injected"), n(r, "in_gap"), n(r, "named"));
+        // 5 ms apart for 10 s: ~2000 of each on-CPU kind, ~500+ of each IPI.
+        assert!(injected >= 300, "{k}: only {injected} injected: {r}");
+        assert!(
+            judged * 2 >= injected,
+            "{k}: most injections not judged: {r}"
+        );
+        assert_eq!(
+            r["recall"].as_f64().unwrap(),
+            named as f64 / judged as f64,
+            "{r}"
+        );
+        if k == "tlb" {
+            // This host is a KVM guest with the paravirtual TLB flush: a
+            // vCPU the host has preempted gets no IPI (the host flushes
+            // at its next entry), and its gap holds no kernel entry at
+            // all. Those are still misses of the recall; here they are
+            // allowed, nothing else is.
+            let no_entry = n(r, "no_entry");
+            assert!(
+                (named + no_entry) as f64 >= 0.99 * judged as f64,
+                "tlb: {r}"
+            );
+            assert!(named as f64 >= 0.98 * judged as f64, "tlb: {r}");
+        } else {
+            assert!(named as f64 >= 0.99 * judged as f64, "{k}: {r}");
+        }
+    }
+}
+
+/// BPF JIT text patching (an XDP attach and detach on lo: do_sync_core
+/// IPIs to every CPU) is named in >= 99 % of its gaps. Its window holds
+/// an RCU grace period (~20 ms): with the loop SCHED_FIFO, CPU 1's other
+/// tasks wait, so most windows are judged.
+///
+/// Fails on this host (2026-12-03: 205 of 248 judged, 83 %; 218 of 290,
+/// 75 %): the same
+/// capture bug as above, made constant by the FIFO loop, which displaces
+/// every other task on CPU 1 for as long as it runs.
+#[test]
+#[ignore = "capture nests IPIs into a waiting task's open preemption record (see doc)"]
+fn injected_jit_text_patching_is_named_in_its_gaps() {
+    let _serial = serial();
+    let rows = recall_rows(&["--inject", "jit", "-f", "1"]);
+    let r = &rows["jit"];
+    assert_eq!(rows.len(), 1);
+    assert_eq!(r["expected"][0], "do_sync_core");
+    let (judged, named) = (n(r, "in_gap"), n(r, "named"));
+    assert!(judged >= 50, "jit: only {judged} judged: {r}");
+    assert!(named as f64 >= 0.99 * judged as f64, "jit: {r}");
+}

@@ -7,12 +7,14 @@
 //! - [`sampler`]: the measuring loop (gaps into preallocated memory, histogram)
 //! - [`histogram`]: fixed-width buckets of loop deltas (oslat's format)
 //! - [`attribute`]: gap x kernel-entry matching, `hw` for gaps with none
+//! - [`inject`]: known interference at known times, for the recall
 //! - [`session`]: capture + samplers + draining from a housekeeping CPU
 //! - [`report`]: the report model, text (oslat histogram), JSON and HTML
 
 pub mod attribute;
 pub mod clock;
 pub mod histogram;
+pub mod inject;
 pub mod report;
 pub mod sampler;
 pub mod session;

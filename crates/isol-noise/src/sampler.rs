@@ -7,6 +7,7 @@
 
 use crate::clock::{self, Clock};
 use crate::histogram::{loglin_index, Histogram, LogLinear};
+use crate::inject::{Injection, Kind};
 use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -30,6 +31,12 @@ pub struct Config {
     /// `.1` ns once `.0` ns into the run. The gap it leaves has no kernel
     /// record: attribution must not blame the kernel for it.
     pub inject_stall: Option<(u64, u64)>,
+    /// --inject timer: a POSIX timer of this thread, this period (ns).
+    pub inject_timer_ns: Option<u64>,
+    /// --inject fault: read a fresh page this often (ns).
+    pub inject_fault_ns: Option<u64>,
+    /// This sampler's slot for the timer's signal handler (< TIMER_SLOTS).
+    pub slot: usize,
 }
 
 impl Default for Config {
@@ -44,6 +51,9 @@ impl Default for Config {
             max_gaps: 200_000,
             fifo_priority: None,
             inject_stall: None,
+            inject_timer_ns: None,
+            inject_fault_ns: None,
+            slot: 0,
         }
     }
 }
@@ -144,6 +154,119 @@ pub struct Outcome {
     pub injected: Option<(u64, u64)>,
     /// Per second of the run: largest delta, ticks.
     pub second_max: Vec<u64>,
+    /// --inject timer/fault: (kind, before, after) in monotonic ns.
+    pub injections: Vec<Injection>,
+    /// Why an on-CPU kind could not be injected.
+    pub inject_notes: Vec<String>,
+}
+
+/// Samplers that can run an injected timer at once.
+pub const TIMER_SLOTS: usize = 16;
+const TIMER_CAP: usize = 8192;
+/// When each slot's timer signal was handled (TSC), written by the
+/// handler: static, so the handler only does atomic stores.
+static TIMER_HITS: [[AtomicU64; TIMER_CAP]; TIMER_SLOTS] =
+    [const { [const { AtomicU64::new(0) }; TIMER_CAP] }; TIMER_SLOTS];
+static TIMER_COUNT: [AtomicUsize; TIMER_SLOTS] = [const { AtomicUsize::new(0) }; TIMER_SLOTS];
+
+extern "C" fn on_timer(_sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let t = clock::ticks();
+    // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler;
+    // the timer's sigev_value is the slot.
+    let slot = unsafe { (*info).si_value().sival_ptr as usize };
+    if slot < TIMER_SLOTS {
+        let i = TIMER_COUNT[slot].fetch_add(1, Ordering::Relaxed);
+        if i < TIMER_CAP {
+            TIMER_HITS[slot][i].store(t, Ordering::Relaxed);
+        }
+    }
+}
+
+fn timer_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 4
+}
+
+/// A CLOCK_MONOTONIC timer that signals the calling thread every
+/// `period` ns from `first` (absolute); armed here, so on this CPU.
+fn arm_timer(slot: usize, first: u64, period: u64) -> Result<libc::timer_t> {
+    // SAFETY: installs a handler that only touches atomics; the slot's
+    // pages are written before the timer can fire (no fault in the handler).
+    unsafe {
+        for h in TIMER_HITS[slot].iter() {
+            h.store(0, Ordering::Relaxed);
+        }
+        TIMER_COUNT[slot].store(0, Ordering::Relaxed);
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_timer as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        if libc::sigaction(timer_signal(), &sa, std::ptr::null_mut()) != 0 {
+            anyhow::bail!("sigaction: {}", std::io::Error::last_os_error());
+        }
+        let mut ev: libc::sigevent = std::mem::zeroed();
+        ev.sigev_notify = libc::SIGEV_THREAD_ID;
+        ev.sigev_signo = timer_signal();
+        ev.sigev_value.sival_ptr = slot as *mut libc::c_void;
+        ev.sigev_notify_thread_id = nix::unistd::gettid().as_raw();
+        let mut t: libc::timer_t = std::mem::zeroed();
+        if libc::timer_create(libc::CLOCK_MONOTONIC, &mut ev, &mut t) != 0 {
+            anyhow::bail!("timer_create: {}", std::io::Error::last_os_error());
+        }
+        let ts = |ns: u64| libc::timespec {
+            tv_sec: (ns / 1_000_000_000) as i64,
+            tv_nsec: (ns % 1_000_000_000) as i64,
+        };
+        let its = libc::itimerspec {
+            it_interval: ts(period),
+            it_value: ts(first),
+        };
+        if libc::timer_settime(t, libc::TIMER_ABSTIME, &its, std::ptr::null_mut()) != 0 {
+            let e = std::io::Error::last_os_error();
+            libc::timer_delete(t);
+            anyhow::bail!("timer_settime: {e}");
+        }
+        Ok(t)
+    }
+}
+
+/// Untouched, never-huge anonymous memory: every first read of a page
+/// faults (and maps the zero page: no memory used).
+struct FaultArea {
+    base: *mut u8,
+    pages: usize,
+}
+
+impl FaultArea {
+    const PAGES: usize = 1 << 16;
+    fn new() -> Result<FaultArea> {
+        let len = Self::PAGES * 4096;
+        // SAFETY: a fresh private mapping, unmapped on drop.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                anyhow::bail!("mmap: {}", std::io::Error::last_os_error());
+            }
+            // A huge zero page would serve 512 reads with one fault.
+            libc::madvise(p, len, libc::MADV_NOHUGEPAGE);
+            Ok(FaultArea {
+                base: p as *mut u8,
+                pages: Self::PAGES,
+            })
+        }
+    }
+}
+
+impl Drop for FaultArea {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.pages * 4096) };
+    }
 }
 
 fn pin(cpu: u32) -> Result<()> {
@@ -199,6 +322,37 @@ pub fn run(cfg: &Config, sh: &Shared) -> Result<Outcome> {
         .inject_stall
         .map(|(at, len)| (cal.ticks(at), cal.ticks(len)));
     let mut injected = None;
+    let mut inject_notes = Vec::new();
+    let fault_area = match cfg.inject_fault_ns.map(|_| FaultArea::new()) {
+        Some(Err(e)) => {
+            inject_notes.push(format!("inject fault: {e:#}; not injected"));
+            None
+        }
+        Some(Ok(a)) => Some(a),
+        None => None,
+    };
+    // Written before the loop: no page fault but the injected ones.
+    let mut faults: Vec<(u64, u64)> = vec![(0, 0); fault_area.as_ref().map_or(0, |a| a.pages)];
+    let mut nfaults = 0usize;
+    let fault_every = cfg.inject_fault_ns.map(|n| cal.ticks(n).max(1));
+    let timer_period = cfg.inject_timer_ns.map(|n| n.max(100_000));
+    let timer = match timer_period {
+        Some(p) if cfg.slot < TIMER_SLOTS => {
+            let first = isol_system::clock::monotonic_ns() + p;
+            match arm_timer(cfg.slot, first, p) {
+                Ok(t) => Some((t, first, p)),
+                Err(e) => {
+                    inject_notes.push(format!("inject timer: {e:#}; not injected"));
+                    None
+                }
+            }
+        }
+        Some(_) => {
+            inject_notes.push("inject timer: too many CPUs; not injected".into());
+            None
+        }
+        None => None,
+    };
 
     let a = clock::pair();
     sh.running.store(true, Ordering::Release);
@@ -215,6 +369,7 @@ pub fn run(cfg: &Config, sh: &Shared) -> Result<Outcome> {
     let mut sec_end = start + sec_ticks;
     let mut sec_max = 0u64;
     let mut next_slow = start + slow_every;
+    let mut next_fault = start + fault_every.unwrap_or(0);
     let mut prev = start;
     loop {
         let now = clock::ticks();
@@ -270,6 +425,19 @@ pub fn run(cfg: &Config, sh: &Shared) -> Result<Outcome> {
             if now >= end || sh.stop.load(Ordering::Relaxed) {
                 break;
             }
+            if let (Some(area), Some(every)) = (fault_area.as_ref(), fault_every) {
+                if now >= next_fault && nfaults < area.pages {
+                    next_fault = now + every;
+                    let t0 = clock::ticks();
+                    // SAFETY: inside the mapping, read only.
+                    unsafe { std::ptr::read_volatile(area.base.add(nfaults * 4096)) };
+                    let t1 = clock::ticks();
+                    faults[nfaults] = (t0, t1);
+                    nfaults += 1;
+                    // `prev` stays before the fault: the next delta holds it.
+                    continue;
+                }
+            }
             if let Some((at, len)) = inject {
                 if now - start >= at {
                     inject = None;
@@ -284,6 +452,10 @@ pub fn run(cfg: &Config, sh: &Shared) -> Result<Outcome> {
         }
     }
     let end_tsc = prev;
+    if let Some((t, ..)) = timer {
+        // SAFETY: our timer; no signal after this returns.
+        unsafe { libc::timer_delete(t) };
+    }
     if sec_max > max {
         max = sec_max;
     }
@@ -305,6 +477,32 @@ pub fn run(cfg: &Config, sh: &Shared) -> Result<Outcome> {
             .find(|&(s, l)| s <= t0 && t0 < s + l)
             .unwrap_or((t0, 0))
     });
+    let mut injections: Vec<Injection> = faults[..nfaults]
+        .iter()
+        .map(|&(t0, t1)| Injection {
+            kind: Kind::Fault,
+            cpu: cfg.cpu,
+            before_ns: clock.mono(t0),
+            after_ns: clock.mono(t1),
+        })
+        .collect();
+    if let Some((_, first, period)) = timer {
+        // Each handled signal: its expiry (the last one before it) to
+        // the handler, which ran right after the interrupt.
+        let n = TIMER_COUNT[cfg.slot].load(Ordering::Relaxed).min(TIMER_CAP);
+        for h in TIMER_HITS[cfg.slot][..n].iter() {
+            let at = clock.mono(h.load(Ordering::Relaxed));
+            if at < first {
+                continue;
+            }
+            injections.push(Injection {
+                kind: Kind::Timer,
+                cpu: cfg.cpu,
+                before_ns: first + (at - first) / period * period,
+                after_ns: at,
+            });
+        }
+    }
     let mut histogram = Histogram::new(cfg.bucket_width_ns, hist.len());
     histogram.counts = hist;
     Ok(Outcome {
@@ -323,6 +521,8 @@ pub fn run(cfg: &Config, sh: &Shared) -> Result<Outcome> {
         stopped_by,
         injected,
         second_max,
+        injections,
+        inject_notes,
     })
 }
 

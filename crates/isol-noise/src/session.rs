@@ -6,6 +6,7 @@
 
 use crate::attribute::Params;
 use crate::clock;
+use crate::inject::{self, Injection, Kind};
 use crate::report::{self, CaptureInfo, Context, Report, Stop};
 use crate::sampler::{self, Shared};
 use anyhow::{bail, Context as _, Result};
@@ -53,6 +54,8 @@ pub struct SessionOptions {
     /// rtla's --on-threshold: actions for a gap above the sampler's
     /// `stop_above_ns` (synthetic mode only).
     pub on_threshold: Option<OnThreshold>,
+    /// --inject: known interference, and the recall of its causes.
+    pub inject: Option<crate::inject::Plan>,
 }
 
 #[derive(Debug, Clone)]
@@ -280,6 +283,12 @@ pub fn run(
                 cfg.stop_above_ns = None;
             }
             cfg.duration_ns = o.duration.map(|d| d.as_nanos() as u64);
+            if let Some(p) = &o.inject {
+                let has = |k| p.kinds.contains(&k);
+                cfg.inject_timer_ns = has(Kind::Timer).then_some(p.every_ns);
+                cfg.inject_fault_ns = has(Kind::Fault).then_some(p.every_ns);
+                cfg.slot = threads.len();
+            }
             let sh = Shared::new(cfg.max_gaps);
             let sh2 = sh.clone();
             let h = std::thread::Builder::new()
@@ -288,6 +297,32 @@ pub fn run(
             threads.push((cpu, sh, h));
         }
     }
+    // The IPI kinds, from a thread on isol's (housekeeping) CPUs, once
+    // every loop runs.
+    let inject_stop = std::sync::Arc::new(AtomicBool::new(false));
+    let injector = o
+        .inject
+        .as_ref()
+        .filter(|p| p.kinds.iter().any(|k| k.remote()))
+        .map(|p| {
+            let (p, stop2) = (p.clone(), inject_stop.clone());
+            let targets: Vec<u32> = cpus.iter().collect();
+            let shs: Vec<_> = threads.iter().map(|t| t.1.clone()).collect();
+            std::thread::Builder::new()
+                .name("isol-inject".into())
+                .spawn(move || {
+                    while !shs.iter().all(|s| {
+                        s.running.load(Ordering::Acquire) || s.done.load(Ordering::Acquire)
+                    }) {
+                        if stop2.load(Ordering::Relaxed) {
+                            return (Vec::new(), Vec::new());
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    inject::run_remote(&p, &targets, &stop2)
+                })
+        })
+        .transpose()?;
     let wall0 = Instant::now();
     let t0_ns = isol_system::clock::monotonic_ns();
     let steal0 = steal();
@@ -443,6 +478,16 @@ pub fn run(
             break;
         }
     }
+    // Nothing is injected once a loop may have ended.
+    inject_stop.store(true, Ordering::Relaxed);
+    let mut injections = Vec::new();
+    if let Some(h) = injector {
+        let (v, n) = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("the injector panicked"))?;
+        injections = v;
+        notes.extend(n);
+    }
     // One sampler stopping (--stop-above, error) stops them all.
     for (_, sh, _) in &threads {
         sh.stop.store(true, Ordering::Relaxed);
@@ -473,6 +518,12 @@ pub fn run(
             .join()
             .map_err(|_| anyhow::anyhow!("the sampler on CPU {cpu} panicked"))?
             .with_context(|| format!("sampler on CPU {cpu}"))?;
+        injections.extend(out.injections.iter().copied());
+        for n in &out.inject_notes {
+            if !notes.contains(n) {
+                notes.push(n.clone());
+            }
+        }
         outcomes.push(out);
     }
     // Records of the last gaps may still sit in the ring buffer.
@@ -506,7 +557,14 @@ pub fn run(
             for (i, out) in outcomes.iter().enumerate() {
                 let steal = steal_of(out.cpu);
                 let t0 = out.clock.mono(out.start_tsc);
+                let mine: Vec<Injection> = injections
+                    .iter()
+                    .filter(|j| j.cpu == out.cpu)
+                    .copied()
+                    .collect();
                 let cx = Context {
+                    injections: &mine,
+                    inject: o.inject.as_ref().map(|p| &p.kinds[..]),
                     params: o.params,
                     worst: o.worst,
                     threshold_ns,
@@ -547,6 +605,8 @@ pub fn run(
             for cpu in cpus_seen {
                 let steal = steal_of(cpu);
                 let cx = Context {
+                    injections: &[],
+                    inject: None,
                     params: o.params,
                     worst: o.worst,
                     threshold_ns,

@@ -157,6 +157,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ring_bytes: 8 << 20,
         drain_ms: 50,
         on_threshold: None,
+        inject: None,
     };
     if !a.json {
         println!("isol check: measuring {chosen} for {:.0} s ...", a.duration);

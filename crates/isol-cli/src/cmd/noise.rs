@@ -76,6 +76,14 @@ pub struct Args {
     /// into the run without entering the kernel.
     #[arg(long, hide = true, value_parser = parse_stall)]
     inject_stall: Option<(u64, u64)>,
+    /// Inject known interference into the measured CPUs and report, per
+    /// kind, the share of injections whose gap names the right kernel
+    /// function (the recall): tlb, membarrier, perf, jit, timer, fault, all.
+    #[arg(long, value_name = "KIND,...", conflicts_with = "pid")]
+    inject: Option<String>,
+    /// With --inject: one injection of each kind this often, ms.
+    #[arg(long, default_value_t = 10, requires = "inject")]
+    inject_every_ms: u64,
 }
 
 fn parse_stall(s: &str) -> Result<(u64, u64), String> {
@@ -175,6 +183,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
             window_ns: a.on.trace_window_ms.saturating_mul(1_000_000),
             ring_bytes_per_cpu: a.on.trace_buffer_kb.saturating_mul(1024),
         }),
+        inject: match &a.inject {
+            Some(k) => Some(isol_noise::inject::Plan {
+                kinds: isol_noise::inject::Kind::parse_list(k)
+                    .map_err(|e| anyhow::anyhow!("--inject: {e}"))?,
+                every_ns: a.inject_every_ms.max(1) * 1_000_000,
+            }),
+            None => None,
+        },
     };
     let stop = ctrl_c()?;
     if !a.json && a.duration.is_none() {

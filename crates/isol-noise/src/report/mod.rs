@@ -125,6 +125,39 @@ pub struct CpuReport {
     /// The gaps the HTML timeline plots, in time order: all of them, or
     /// the [`MARKS_MAX`] longest when there are more.
     pub marks: Vec<Mark>,
+    /// --inject: per kind, how many injections their gap names.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub recall: BTreeMap<&'static str, Recall>,
+}
+
+/// The recall of one injected kind on one CPU. An injection is judged
+/// when a gap overlaps its window (else it cost the loop less than the
+/// threshold: nothing to attribute) and the loop was not switched out
+/// during the window (then the gap is the preemption's); it is named when such a gap holds a
+/// kernel entry that runs inside the window and names the expected
+/// function (its cause, a cause in its chain, or for a timer moved off
+/// the CPU the sender's stack).
+#[derive(Debug, Clone, Serialize)]
+pub struct Recall {
+    /// Any of these names it (`page_fault` is the kind, not a function).
+    pub expected: Vec<&'static str>,
+    pub injected: u64,
+    /// Injections while another task had the CPU: not judged.
+    pub preempted: u64,
+    /// Injections whose window a gap overlaps, the loop not switched out
+    /// in it: judged.
+    pub in_gap: u64,
+    pub named: u64,
+    /// Judged, not named, and no kernel entry at all in their gaps: the
+    /// capture missed it, or the CPU never ran it (KVM's paravirtual TLB
+    /// flush skips a vCPU the host has preempted: no IPI, the host
+    /// flushes). Counted as misses.
+    pub no_entry: u64,
+    /// named / in_gap; null when no injection was in a gap.
+    pub recall: Option<f64>,
+    /// Of the named, those whose gap has that entry as primary cause (not
+    /// `hw`): under an emulator the stolen time around it dominates.
+    pub primary: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -302,6 +335,9 @@ pub struct Second {
 
 /// Inputs the builder needs besides the outcome.
 pub struct Context<'a> {
+    /// --inject: the kinds asked for, and this CPU's injections.
+    pub inject: Option<&'a [crate::inject::Kind]>,
+    pub injections: &'a [crate::inject::Injection],
     pub params: Params,
     pub worst: usize,
     pub threshold_ns: u64,
@@ -553,6 +589,7 @@ fn analyse(
         histogram: Histogram::new(1000, 1),
         latency: Vec::new(),
         marks: Vec::new(),
+        recall: BTreeMap::new(),
     };
     let mut rep = rep;
     rep.worst = worst_idx
@@ -676,7 +713,108 @@ pub fn synthetic_cpu(o: &Outcome, records: &[RawRecord], cx: &Context) -> CpuRep
             rep.injected = Some(gap(gaps[i], &attr[i], &names[i], records, &order, cx));
         }
     }
+    rep.recall = recall(&gaps, &attr, records, &order, cx);
     rep
+}
+
+/// Per injected kind: [`Recall`]. `gaps` in time order (they do not
+/// overlap, so their ends are ordered too).
+fn recall(
+    gaps: &[(u64, u64)],
+    attr: &[Attribution],
+    records: &[RawRecord],
+    order: &[usize],
+    cx: &Context,
+) -> BTreeMap<&'static str, Recall> {
+    let mut out = BTreeMap::new();
+    let Some(kinds) = cx.inject else {
+        return out;
+    };
+    let tol = cx.params.tolerance_ns;
+    for &k in kinds {
+        let mut row = Recall {
+            expected: k.expected().to_vec(),
+            injected: 0,
+            preempted: 0,
+            in_gap: 0,
+            named: 0,
+            no_entry: 0,
+            recall: None,
+            primary: 0,
+        };
+        for j in cx.injections.iter().filter(|j| j.kind == k) {
+            row.injected += 1;
+            let (lo, hi) = (j.before_ns.saturating_sub(tol), j.after_ns + tol);
+            let first = gaps.partition_point(|g| g.0 + g.1 <= lo);
+            let hit: Vec<usize> = (first..gaps.len())
+                .take_while(|&i| gaps[i].0 < hi)
+                .collect();
+            if hit.is_empty() {
+                continue;
+            }
+            // An entry of gap i that began before the loop stopped is not
+            // in it: another task's wait, or a record with a broken start.
+            let inside = |i: usize, r: &RawRecord| {
+                r.start_ns + tol >= gaps[i].0 && r.start_ns <= gaps[i].0 + gaps[i].1 + tol
+            };
+            // The loop was switched out during the window: the event may
+            // not have reached it (a TLB flush or membarrier skips a CPU
+            // not running isol; an IPI or timer is then handled in the
+            // other task), and such a gap is the preemption's. Decided
+            // before looking for the name, so it cannot flatter the recall.
+            let preempted = hit.iter().any(|&i| {
+                attr[i].entries.iter().any(|&e| {
+                    let r = &records[order[e]];
+                    inside(i, r)
+                        && Class::from_raw(r.primary.class) == Class::Sched
+                        && r.start_ns <= hi
+                        && r.start_ns + r.duration_ns >= lo
+                })
+            });
+            if preempted {
+                row.preempted += 1;
+                continue;
+            }
+            row.in_gap += 1;
+            // (gap, entry) pairs naming it.
+            let naming: Vec<(usize, usize)> = hit
+                .iter()
+                .flat_map(|&i| attr[i].entries.iter().map(move |&e| (i, e)))
+                .filter(|&(i, e)| {
+                    let r = &records[order[e]];
+                    // Running at some time in the window: a timer's
+                    // interrupt may start (for another timer) before it
+                    // expires.
+                    inside(i, r)
+                        && r.start_ns <= hi
+                        && r.start_ns + r.duration_ns >= lo
+                        && crate::inject::names(k, &(cx.resolve)(r))
+                })
+                .collect();
+            if naming.is_empty()
+                && hit.iter().all(|&i| {
+                    attr[i]
+                        .entries
+                        .iter()
+                        .all(|&e| !inside(i, &records[order[e]]))
+                })
+            {
+                row.no_entry += 1;
+            }
+            if !naming.is_empty() {
+                row.named += 1;
+                if naming
+                    .iter()
+                    .any(|&(i, e)| !attr[i].hw && attr[i].primary == Some(e))
+                {
+                    row.primary += 1;
+                }
+            }
+        }
+        row.recall = (row.in_gap > 0).then(|| row.named as f64 / row.in_gap as f64);
+        out.insert(k.name(), row);
+    }
+    out
 }
 
 /// One CPU of a `--pid` run: every interruption of the task is a gap.

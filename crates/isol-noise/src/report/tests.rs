@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::clock::Clock;
+use crate::inject::Injection;
 use isol_capture::record::RawCause;
 use isol_capture::{Class, Kind};
 
@@ -75,6 +76,10 @@ fn raw(start_ns: u64, dur: u64, class: u8, kind: u8) -> RawRecord {
 
 /// 1 GHz TSC, monotonic = TSC + 1e9: ticks are ns.
 pub(crate) fn made_up() -> Report {
+    made_up_with(None, &[])
+}
+
+fn made_up_with(inject: Option<&[crate::inject::Kind]>, injections: &[Injection]) -> Report {
     let clock = Clock {
         tsc0: 0,
         mono0: 1_000_000_000,
@@ -108,6 +113,8 @@ pub(crate) fn made_up() -> Report {
         stopped_by: None,
         injected: Some((600_000_000, 2_000_000)),
         second_max: vec![2_000_000, 40_000],
+        injections: Vec::new(),
+        inject_notes: Vec::new(),
     };
     let recs = vec![
         raw(1_000_000_000 + 100_004_000, 12_000, 3, 2),
@@ -117,6 +124,8 @@ pub(crate) fn made_up() -> Report {
         raw(1_000_000_000 + 600_500_000, 10_000, 3, 2),
     ];
     let cx = Context {
+        inject,
+        injections,
         params: Params::default(),
         worst: 10,
         threshold_ns: 5_000,
@@ -435,8 +444,12 @@ fn the_timeline_keeps_the_longest_gaps_when_there_are_too_many() {
         stopped_by: None,
         injected: None,
         second_max: vec![],
+        injections: Vec::new(),
+        inject_notes: Vec::new(),
     };
     let cx = Context {
+        inject: None,
+        injections: &[],
         params: Params::default(),
         worst: 10,
         threshold_ns: 5_000,
@@ -557,4 +570,48 @@ fn a_seen_preemption_uses_up_its_wait_so_a_stall_beside_it_is_hw() {
         3_000_000,
         true
     ));
+}
+
+#[test]
+fn recall_judges_injections_in_gaps_and_needs_the_function_inside_the_window() {
+    use crate::inject::Kind as K;
+    let tlb = |before_ns, after_ns| Injection {
+        kind: K::Tlb,
+        cpu: 1,
+        before_ns,
+        after_ns,
+    };
+    let base = 1_000_000_000;
+    let r = made_up_with(
+        Some(&[K::Tlb, K::Perf]),
+        &[
+            // Brackets the TLB IPI of the 1.5 s gap: named, and primary.
+            tlb(base + 1_500_001_000, base + 1_500_040_000),
+            // Overlaps the tick's gap, nothing TLB inside: a miss.
+            tlb(base + 100_010_000, base + 100_015_000),
+            // Overlaps the 1.5 s gap but ends before its IPI: a miss,
+            // whatever else the gap holds.
+            tlb(base + 1_499_990_000, base + 1_499_996_000),
+            // In no gap: not judged.
+            tlb(base + 1_200_000_000, base + 1_200_001_000),
+        ],
+    );
+    let rc = &r.per_cpu[0].recall;
+    let t = &rc["tlb"];
+    assert_eq!(
+        (t.injected, t.in_gap, t.named, t.primary),
+        (4, 3, 1, 1),
+        "{t:?}"
+    );
+    assert!((t.recall.unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!(t.expected, ["flush_tlb_func", "flush_tlb_func_remote"]);
+    // Asked for, never injected: listed, no recall.
+    assert_eq!((rc["perf"].injected, rc["perf"].recall), (0, None));
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["per_cpu"][0]["recall"]["tlb"]["named"], 1);
+    assert!(text::render(&r)
+        .contains("tlb                4         0       3       1        0  33.33 %"));
+    // Without --inject there is no recall object.
+    let v = serde_json::to_value(made_up()).unwrap();
+    assert!(v["per_cpu"][0].get("recall").is_none());
 }

@@ -139,6 +139,34 @@ fn cpu(o: &mut String, r: &Report, c: &CpuReport) {
             );
         }
     }
+    if !c.recall.is_empty() {
+        let _ = writeln!(
+            o,
+            "  injected interference (recall: of the injections a gap overlaps, the loop not preempted in it, those whose gap names the function):"
+        );
+        let _ = writeln!(
+            o,
+            "    {:<11} {:>8} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8}  expected",
+            "kind", "injected", "preempted", "in gap", "named", "no entry", "recall", "primary"
+        );
+        for (k, r) in &c.recall {
+            let _ = writeln!(
+                o,
+                "    {:<11} {:>8} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8}  {}",
+                k,
+                r.injected,
+                r.preempted,
+                r.in_gap,
+                r.named,
+                r.no_entry,
+                r.recall
+                    .map(|x| format!("{:.2} %", 100.0 * x))
+                    .unwrap_or_else(|| "-".into()),
+                r.primary,
+                r.expected.join(" | ")
+            );
+        }
+    }
     if !c.worst.is_empty() {
         let _ = writeln!(o, "  worst gaps (auto analysis):");
         for (i, g) in c.worst.iter().enumerate() {

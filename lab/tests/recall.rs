@@ -1,0 +1,74 @@
+//! `isol noise --inject all` on quiet CPU 1 of the matrix kernels: per
+//! injected kind, the share of the injections whose gap names the right
+//! kernel function (the recall, docs/json/noise.md) is >= 99 % for the
+//! IPI kinds (tlb, membarrier, perf, jit) and page faults. Under TCG the
+//! gaps are dominated by the emulator (lab/tests/noise.rs), so this is
+//! about naming, not `primary`; and the jit kind's window holds an RCU
+//! grace period, slow under TCG: ~9 rounds of the IPI kinds in 8 s.
+//!
+//! `timer` is held to 99 % on 5.10 only (no NO_HZ_FULL: the timer fires
+//! on CPU 1 itself, 397 of 397 named on 2026-12-03). On a nohz_full CPU
+//! the kernel moves the POSIX timer's hrtimer to a housekeeping CPU and
+//! the loop gets the signal by an IPI, which names posix_timer_fn only
+//! through its sender's stack: the same day 6.1 named 224 of 233, 6.12
+//! 104 of 216; printed, not asserted.
+
+use isol_lab::{Flavour, KernelSpec, Lab, Series};
+
+fn on(series: Series) -> serde_json::Map<String, serde_json::Value> {
+    let out = Lab::new()
+        .unwrap()
+        .kernel(KernelSpec::new(series, Flavour::Cloud))
+        .quiet_cpu1()
+        .timeout(std::time::Duration::from_secs(240))
+        .run_scenario("recall")
+        .unwrap();
+    eprintln!("{}", out.summary());
+    out.ensure_success().unwrap();
+    let v = out.json_section("recall").unwrap();
+    assert_eq!(v["schema"], "isol.noise/3");
+    assert_eq!(v["attribution"], true, "no capture engine: {}", v["notes"]);
+    eprintln!("notes: {}", v["notes"]);
+    let cpu = &v["per_cpu"][0];
+    assert_eq!(cpu["cpu"], 1);
+    let rows = cpu["recall"].as_object().expect("no recall").clone();
+    for (k, r) in &rows {
+        eprintln!("{series:?} {k}: {r}");
+    }
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    rows
+}
+
+/// Every kind in `kinds` was injected, judged often enough to mean
+/// something, and named in >= 99 % of its judged injections.
+fn assert_recall(rows: &serde_json::Map<String, serde_json::Value>, kinds: &[&str]) {
+    for &k in kinds {
+        let r = &rows[k];
+        let n = |f: &str| r[f].as_u64().unwrap_or_else(|| panic!("{f}: {r}"));
+        assert!(n("injected") >= 5, "{k}: {r}");
+        assert!(n("in_gap") >= 5, "{k}: too few judged: {r}");
+        assert!(
+            n("named") as f64 >= 0.99 * n("in_gap") as f64,
+            "{k}: recall below 99 %: {r}"
+        );
+    }
+}
+
+const NAMED: [&str; 5] = ["tlb", "membarrier", "perf", "jit", "fault"];
+
+#[test]
+fn injected_causes_are_named_on_5_10() {
+    let rows = on(Series::V5_10);
+    assert_recall(&rows, &NAMED);
+    assert_recall(&rows, &["timer"]);
+}
+
+#[test]
+fn injected_causes_are_named_on_6_1() {
+    assert_recall(&on(Series::V6_1), &NAMED);
+}
+
+#[test]
+fn injected_causes_are_named_on_6_12() {
+    assert_recall(&on(Series::V6_12), &NAMED);
+}
