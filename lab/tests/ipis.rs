@@ -88,7 +88,7 @@ fn on(series: Series) {
 
     // Every vector counted, as the kernel counts it.
     let drops = &summary["drops"];
-    for d in ["ringbuf", "aggregation", "sender", "nesting"] {
+    for d in ["ringbuf", "aggregation", "sender", "nesting", "displaced"] {
         assert_eq!(drops[d], 0, "{spec}: {drops}");
     }
     let v = &summary["vectors"].as_array().unwrap()[0];

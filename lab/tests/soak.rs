@@ -23,18 +23,25 @@ fn parse(line: &str) -> Sample {
         rss_kb: field("rss_kb").unwrap().parse().unwrap(),
         interruptions: field("interruptions").unwrap().parse().unwrap(),
         up: field("up") == Some("1"),
-        drops: ["ringbuf", "aggregation", "stack", "sender", "nesting"]
-            .iter()
-            .map(|r| {
-                (
-                    r.to_string(),
-                    field(r)
-                        .unwrap_or_else(|| panic!("no {r} drops in {line}"))
-                        .parse()
-                        .unwrap(),
-                )
-            })
-            .collect(),
+        drops: [
+            "ringbuf",
+            "aggregation",
+            "stack",
+            "sender",
+            "nesting",
+            "displaced",
+        ]
+        .iter()
+        .map(|r| {
+            (
+                r.to_string(),
+                field(r)
+                    .unwrap_or_else(|| panic!("no {r} drops in {line}"))
+                    .parse()
+                    .unwrap(),
+            )
+        })
+        .collect(),
     }
 }
 

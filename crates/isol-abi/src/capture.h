@@ -168,8 +168,9 @@ enum isol_drop {
 	DROP_AGG = 1,       /* aggregation map full: counted here only */
 	DROP_STACK = 2,     /* sender stack not captured */
 	DROP_SENDER = 3,    /* sender table full */
-	DROP_NESTING = 4,   /* unbalanced entry/exit seen (recovered) */
-	DROP_MAX = 5,
+	DROP_NESTING = 4,   /* unbalanced or interleaved entry/exit seen (recovered) */
+	DROP_DISPLACED = 5, /* preempted-task table full: that wait not timed */
+	DROP_MAX = 6,
 };
 
 /* Registration of an isolated task, keyed by tid (or by

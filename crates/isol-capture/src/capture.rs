@@ -939,6 +939,7 @@ impl Capture {
             stack: get(raw::DROP_STACK),
             sender: get(raw::DROP_SENDER),
             nesting: get(raw::DROP_NESTING),
+            displaced: get(raw::DROP_DISPLACED),
         }
     }
 

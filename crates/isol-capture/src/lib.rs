@@ -49,12 +49,27 @@ pub struct Drops {
     pub stack: u64,
     /// Senders not remembered (table full).
     pub sender: u64,
-    /// Unbalanced handler exits seen (e.g. attached mid-handler).
+    /// Unbalanced handler exits seen (e.g. attached mid-handler), or an
+    /// episode already closed by a nested interrupt (no record from it).
     pub nesting: u64,
+    /// Preempted tasks whose wait was not timed (their table was full).
+    pub displaced: u64,
 }
 
 impl Drops {
+    /// Every reason with its count, named as in JSON and metrics.
+    pub fn reasons(&self) -> [(&'static str, u64); 6] {
+        [
+            ("ringbuf", self.ringbuf),
+            ("aggregation", self.aggregation),
+            ("stack", self.stack),
+            ("sender", self.sender),
+            ("nesting", self.nesting),
+            ("displaced", self.displaced),
+        ]
+    }
+
     pub fn total(&self) -> u64 {
-        self.ringbuf + self.aggregation + self.stack + self.sender + self.nesting
+        self.reasons().iter().map(|r| r.1).sum()
     }
 }

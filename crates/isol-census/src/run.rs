@@ -143,16 +143,11 @@ pub fn run(o: &RunOptions, stop: &AtomicBool, started: impl FnOnce(&Plan)) -> Re
     if let Some(c) = cap.as_mut() {
         add(c, &mut census, Some(t1), &mut before, &mut after);
         let d = c.drops();
-        report.drops = [
-            ("ringbuf", d.ringbuf),
-            ("aggregation", d.aggregation),
-            ("stack", d.stack),
-            ("sender", d.sender),
-            ("nesting", d.nesting),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        report.drops = d
+            .reasons()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
     }
     drop(cap);
     let (stats, victims) = ld.finish();

@@ -353,3 +353,141 @@ fn syscalls_are_reported_only_when_asked() {
         .count();
     assert!(sigreturns >= 50, "only {sigreturns} rt_sigreturn records");
 }
+
+/// A task preempted by another user task: its wait is one record of its
+/// own, naming the task that preempted it, and the kernel entries of that
+/// task while it runs are that task's own records, not folded into the
+/// wait (the capture once kept the wait open as an episode and swallowed
+/// them: an `isol noise` loop preempting a waiting task lost its IPIs).
+/// Here a SCHED_FIFO noisegen takes CPU 1 from a spinning one for half a
+/// second while its housekeeping thread sends it TLB-flush IPIs: every
+/// flush is a record of the preempter, and the spinner's wait spans them.
+#[test]
+fn a_preempted_tasks_wait_is_its_own_and_the_preempters_ipis_are_its_own() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let _serial = serial();
+    stay_on_housekeeping();
+    let waiter = Victim::start(&["--cpu", "1", "--duration", "60"]);
+    let mut watch = Command::new(ISOL)
+        .args(["watch", "--cpus", "1", "--events", "-D", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(watch.stderr.take().unwrap());
+    let mut line = String::new();
+    let t = Instant::now();
+    while !line.contains("watching CPUs") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0 && t.elapsed() < Duration::from_secs(60),
+            "isol watch did not start"
+        );
+    }
+    let mut stdout = watch.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut preempter = Victim::start(&[
+        "--cpu",
+        "1",
+        "--hk",
+        "0",
+        "--fifo",
+        "10",
+        "--tlb",
+        "--duration",
+        "0.5",
+    ]);
+    assert!(
+        preempter.child.wait().unwrap().success(),
+        "the preempter failed"
+    );
+    // The waiter runs again once the preempter is gone: its record comes
+    // then. Wait for it (deadline), then stop the watch.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // utime (clock ticks), the 14th field of /proc/TID/stat.
+    let utime = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/task/{}/stat", waiter.tid, waiter.tid))
+            .ok()
+            .and_then(|s| {
+                s.rsplit(')')
+                    .next()?
+                    .split_whitespace()
+                    .nth(11)?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    let utime0 = utime();
+    while utime() <= utime0 + 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watch.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(watch.wait().unwrap().success(), "isol watch failed");
+    let recs: Vec<Value> = reader
+        .join()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v["type"] == "interruption")
+        .collect();
+    let (w, p) = (waiter.tid, preempter.tid);
+    // The preempter's TLB flushes: its own records, not part of a wait.
+    let flushes: Vec<(u64, u64)> = recs
+        .iter()
+        .filter(|r| r["tid"] == p && r["cause"]["detail"] == "flush_tlb_func")
+        .map(|r| {
+            (
+                r["start_ns"].as_u64().unwrap(),
+                r["duration_ns"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        flushes.len() >= 50,
+        "only {} TLB-flush records of the preempter {p}",
+        flushes.len()
+    );
+    // The spinner waited all along (it may have been preempted first by
+    // some other task of this busy machine: the record names that one).
+    let covered = |r: &&Value| {
+        let (s, d) = (
+            r["start_ns"].as_u64().unwrap(),
+            r["duration_ns"].as_u64().unwrap(),
+        );
+        flushes
+            .iter()
+            .filter(|f| f.0 >= s && f.0 + f.1 <= s + d)
+            .count()
+    };
+    let wait = recs
+        .iter()
+        .filter(|r| r["tid"] == w && r["cause"]["class"] == "sched")
+        .max_by_key(covered)
+        .unwrap_or_else(|| panic!("no wait of the spinner {w}"));
+    assert!(
+        covered(&wait) * 10 >= flushes.len() * 9,
+        "the spinner's longest wait holds {} of {} flushes: {wait}",
+        covered(&wait),
+        flushes.len()
+    );
+    assert!(
+        wait["duration_ns"].as_u64().unwrap() >= 400_000_000,
+        "{wait}"
+    );
+    assert_eq!(
+        wait["chain"].as_array().unwrap().len(),
+        1,
+        "entries folded into the wait: {wait}"
+    );
+}

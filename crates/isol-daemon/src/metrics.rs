@@ -47,9 +47,6 @@ pub struct DriftKind {
 type FCounter = Counter<f64, AtomicU64>;
 type FGauge = Gauge<f64, AtomicU64>;
 
-/// `reason` label values of isol_dropped_records_total.
-const DROP_REASONS: [&str; 5] = ["ringbuf", "aggregation", "stack", "sender", "nesting"];
-
 pub struct Metrics {
     pub interruptions: Family<CauseLabels, Counter>,
     pub seconds: Family<CauseLabels, FCounter>,
@@ -190,7 +187,7 @@ impl Metrics {
         // Every drop reason is exported from the start at 0: a scrape that
         // lands before the first collection must not read "no series" as
         // "never dropped" (nor race a test's first look).
-        for reason in DROP_REASONS {
+        for (reason, _) in Drops::default().reasons() {
             m.dropped
                 .get_or_create(&Reason {
                     reason: reason.into(),
@@ -320,16 +317,8 @@ impl Metrics {
     }
 
     pub fn update_drops(&mut self, d: Drops) {
-        let l = self.last_drops;
-        let all = [
-            ("ringbuf", d.ringbuf, l.ringbuf),
-            ("aggregation", d.aggregation, l.aggregation),
-            ("stack", d.stack, l.stack),
-            ("sender", d.sender, l.sender),
-            ("nesting", d.nesting, l.nesting),
-        ];
-        debug_assert!(all.iter().map(|a| a.0).eq(DROP_REASONS));
-        for (reason, now, before) in all {
+        let before = self.last_drops.reasons();
+        for ((reason, now), (_, before)) in d.reasons().into_iter().zip(before) {
             self.dropped
                 .get_or_create(&Reason {
                     reason: reason.into(),

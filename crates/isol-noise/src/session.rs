@@ -123,6 +123,10 @@ struct Drainer {
     total: u64,
     /// The last moments of each CPU, for the `trace` action.
     ring: Option<Ring<RawRecord>>,
+    /// The loops' tids: a task a loop displaced is not the loop's
+    /// interruption (its record spans the loop's own running time and
+    /// would cover every gap of it), so it is left out.
+    loops: Vec<u32>,
 }
 
 impl Drainer {
@@ -130,7 +134,13 @@ impl Drainer {
         if let Some(c) = self.cap.as_mut() {
             let raws = c.drain_raw();
             self.total += raws.len() as u64;
-            for r in raws.into_iter().filter(|r| keep(r)) {
+            let loops = &self.loops;
+            let by_a_loop = |r: &RawRecord| {
+                r.primary.class == isol_capture::Class::Sched as u8
+                    && r.primary.kind == isol_capture::Kind::Preempt as u8
+                    && loops.contains(&r.primary.arg)
+            };
+            for r in raws.into_iter().filter(|r| keep(r) && !by_a_loop(r)) {
                 if let Some(ring) = self.ring.as_mut() {
                     ring.push(r);
                 }
@@ -260,6 +270,7 @@ pub fn run(
         cap,
         records: Vec::new(),
         total: 0,
+        loops: Vec::new(),
         ring: on
             .as_ref()
             .filter(|_| traces)
@@ -401,6 +412,14 @@ pub fn run(
             }
         }
     };
+    // Set by each loop before it runs: known before any record it causes.
+    let loop_tids = |threads: &[(u32, std::sync::Arc<Shared>, _)]| -> Vec<u32> {
+        threads
+            .iter()
+            .map(|(_, sh, _)| sh.tid.load(Ordering::Relaxed))
+            .filter(|&t| t != 0)
+            .collect()
+    };
     let published = |threads: &[(u32, std::sync::Arc<Shared>, _)]| -> Vec<usize> {
         threads
             .iter()
@@ -411,6 +430,7 @@ pub fn run(
         std::thread::sleep(tick);
         sample_runq(&mut runq);
         let p = published(&threads);
+        dr.loops = loop_tids(&threads);
         dr.drain(&*keep);
         crossings(
             &dr,
@@ -502,6 +522,7 @@ pub fn run(
         }
         std::thread::sleep(Duration::from_millis(o.drain_ms.clamp(1, 200)));
         let p = published(&threads);
+        dr.loops = loop_tids(&threads);
         dr.drain(&*keep);
         crossings(
             &dr,

@@ -148,6 +148,28 @@ struct {
 	__type(value, struct sender);
 } many_senders SEC(".maps");
 
+/* Tasks on watched CPUs preempted by a user task, by tid, until they run
+ * again (as runqlat times run-queue waits). Per task, not per CPU: the
+ * preempting task runs its own code meanwhile, and what interrupts it
+ * there is its own story, not part of this wait (an episode open for the
+ * wait would swallow it); and several tasks may wait at once. */
+struct displaced {
+	__u64 start;
+	__u64 ran;   /* its se.sum_exec_runtime then: it ran elsewhere if that moved */
+	__u32 by;    /* the task that preempted it */
+	__u32 tgid;
+	__u32 cpu;
+	__u32 pad;
+	char comm[TASK_COMM];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct displaced);
+} displaced SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
@@ -663,6 +685,13 @@ static __always_inline void close_episode(struct cpu_state *st, __u64 now)
 	__u64 start = st->start;
 	__u64 dur = now - start;
 
+	/* An interrupt's programs, nested into this CPU's (e.g. between
+	 * leave()'s look and here), closed it already: a record from here
+	 * would begin at 0 and cover every gap. */
+	if (!start || now < start) {
+		drop(DROP_NESTING);
+		return;
+	}
 	if (st->nchain == 0)
 		add_cause(st, CLASS_EXCEPTION, KIND_KERNEL_ENTRY, 0, 0);
 	decide_deferred(st);
@@ -1293,6 +1322,77 @@ static __always_inline __u32 task_cpu_of(__u64 t)
 	return BPF_CORE_READ((struct task_struct___pre516 *)task, cpu);
 }
 
+/* The current task holds a registration (strict mode or task API). */
+static __always_inline bool registered_now(void)
+{
+	__u32 key;
+
+	return strict_count && registration(&key);
+}
+
+static __always_inline __u64 runtime_of(__u64 t)
+{
+	return BPF_CORE_READ((struct task_struct *)t, se.sum_exec_runtime);
+}
+
+/* Task `t` (the current one at sched_switch, or a waiting one) waits on
+ * this CPU from `now`, preempted by `by`. */
+static __always_inline void displace(__u64 t, __u32 tid, __u32 tgid, const char *comm,
+				     __u32 by, __u64 now)
+{
+	struct displaced d = {};
+
+	d.start = now;
+	d.ran = runtime_of(t);
+	d.by = by;
+	d.tgid = tgid;
+	d.cpu = bpf_get_smp_processor_id();
+	__builtin_memcpy(d.comm, comm, TASK_COMM);
+	if (bpf_map_update_elem(&displaced, &tid, &d, BPF_ANY))
+		drop(DROP_DISPLACED);
+}
+
+/* Task `t` runs again: if it waited here all along, one record, its
+ * own, naming the task that preempted it. One that ran on another CPU
+ * meanwhile left this wait when it migrated, at a time not known here:
+ * no record (nothing was lost: it was not waiting here). */
+static __always_inline void displaced_ends(__u64 t, __u32 tid, __u64 now)
+{
+	struct displaced *d = bpf_map_lookup_elem(&displaced, &tid);
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct cause p = {};
+	struct record *r;
+
+	if (!d)
+		return;
+	if (d->cpu != cpu || d->ran != runtime_of(t) || now < d->start) {
+		bpf_map_delete_elem(&displaced, &tid);
+		return;
+	}
+	p.class = CLASS_SCHED;
+	p.kind = KIND_PREEMPT;
+	p.arg = d->by;
+	aggregate(cpu, &p, now - d->start);
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		drop(DROP_RINGBUF);
+		bpf_map_delete_elem(&displaced, &tid);
+		return;
+	}
+	__builtin_memset(r, 0, sizeof(*r));
+	r->start_ns = d->start;
+	r->duration_ns = now - d->start;
+	r->cpu = cpu;
+	r->tid = tid;
+	r->tgid = d->tgid;
+	r->nchain = 1;
+	__builtin_memcpy(r->comm, d->comm, TASK_COMM);
+	r->primary = p;
+	r->chain[0] = p;
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+	bpf_map_delete_elem(&displaced, &tid);
+}
+
 /* A task switched out while still runnable was preempted: at the tick,
  * on return to user space, `preempt` is false (schedule() from the exit
  * path), so the state is what tells it from a task that blocked. */
@@ -1309,15 +1409,18 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	struct cpu_state *st;
 	__u32 prev_pid = prev->pid, next_pid = next->pid;
 	bool next_kthread = next->flags & 0x00200000; /* PF_KTHREAD */
-	bool involuntary;
+	bool involuntary, others = false;
 	__u64 now;
 
 	if (!armed)
 		return 0;
 	if (target_tgid) {
 		st = cur_state();
-		/* Follow the process, and the switch that ends its displacement. */
-		if (!st || (prev->tgid != target_tgid && !(st->start && st->sched)))
+		/* Follow the process, and the switches that end its waits. */
+		if (!st)
+			return 0;
+		others = prev->tgid != target_tgid;
+		if (others && !(st->start && st->sched) && next->tgid != target_tgid)
 			return 0;
 	} else {
 		if (!cpu_watched(bpf_get_smp_processor_id()))
@@ -1327,6 +1430,9 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 			return 0;
 	}
 	now = bpf_ktime_get_ns();
+	/* A user task preempted by a user task runs again. */
+	if (!next_kthread && next_pid && (!target_tgid || next->tgid == target_tgid))
+		displaced_ends((__u64)next, next_pid, now);
 	if (st->start && st->sched) {
 		/* A vCPU thread preempted during a VM exit: the exit goes
 		 * on until it re-enters its guest (kvm_entry). */
@@ -1341,12 +1447,27 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 		 * displaced by a kernel thread ends when a user task runs. */
 		if (next_pid == st->sched_prev || next_pid == 0 ||
 		    (st->sched_prev == 0 && !next_kthread) ||
-		    task_cpu_of(st->sched_task) != bpf_get_smp_processor_id())
+		    task_cpu_of(st->sched_task) != bpf_get_smp_processor_id()) {
 			close_episode(st, now);
-		else
+		} else if (!next_kthread && st->tid == st->sched_prev &&
+			   !(st->flags & REC_STRICT_BREAK)) {
+			/* Another user task runs before the displaced one: the
+			 * kernel's part ends here; the displaced task waits on
+			 * as a preempted one (its own record when it runs). */
+			__u32 tid = st->tid, tgid = st->tgid;
+			__u64 task = st->sched_task;
+			char comm[TASK_COMM];
+
+			__builtin_memcpy(comm, st->comm, TASK_COMM);
+			close_episode(st, now);
+			displace(task, tid, tgid, comm, next_pid, now);
+		} else {
 			add_cause(st, CLASS_SCHED, KIND_PREEMPT, next_pid, 0);
+		}
 		return 0;
 	}
+	if (others)
+		return 0; /* followed only for the end of a wait */
 	/* A kernel thread displacing the task (or idle), or any task
 	 * preempting a running one: that is an interruption. Otherwise the
 	 * task left the CPU itself (blocked, exited, killed): a kernel entry
@@ -1355,6 +1476,16 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	if (next_pid == 0 || (!next_kthread && !(involuntary && prev_pid))) {
 		if (st->start)
 			close_episode(st, now);
+		return 0;
+	}
+	/* A user task preempting, with no kernel work open here: the
+	 * preempted task waits (see `displaced`). A registered task's
+	 * preemption is a break: the episode path below. */
+	if (!next_kthread && !st->start && !registered_now()) {
+		char comm[TASK_COMM];
+
+		bpf_get_current_comm(comm, sizeof(comm));
+		displace((__u64)prev, prev_pid, prev->tgid, comm, next_pid, now);
 		return 0;
 	}
 	if (!st->start)

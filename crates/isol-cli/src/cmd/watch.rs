@@ -462,8 +462,12 @@ fn table(cap: &Capture, elapsed: Duration, records: u64) -> String {
         d.total(),
         if d.total() > 0 {
             format!(
-                " (ringbuf {} agg {} stack {} sender {} nesting {})",
-                d.ringbuf, d.aggregation, d.stack, d.sender, d.nesting
+                " ({})",
+                d.reasons()
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             )
         } else {
             String::new()
