@@ -1944,49 +1944,14 @@ fn under_watch(
     let pid = line.split("pid=").nth(1).unwrap().trim().to_string();
     // The watch follows the helper's process wherever it runs, with its
     // system calls (as records of that process, whatever else shares CPU 1).
-    let mut watch = Command::new(ISOL)
-        .args([
-            "watch",
-            "--pid",
-            &pid,
-            "--syscalls",
-            "--events",
-            "-D",
-            "120",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(watch.stderr.take().unwrap());
-    let t = Instant::now();
-    while !line.contains("watching pid") {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0 && t.elapsed() < Duration::from_secs(60),
-            "isol watch did not start"
-        );
-    }
-    // Read the records as they come: a full pipe would stall the watch.
-    let mut stdout = watch.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
-        s
-    });
+    let watch = LiveWatch::start(&["--pid", &pid, "--syscalls", "--events", "-D", "120"]);
     std::fs::write(&go, "").unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut hout, &mut rest).unwrap();
     let mut herr = String::new();
     std::io::Read::read_to_string(&mut h.stderr.take().unwrap(), &mut herr).unwrap();
     let status = h.wait().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(watch.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    assert!(watch.wait().unwrap().success(), "isol watch failed");
-    let records = reader.join().unwrap();
+    let records = watch.stop();
     (rest, herr, status, records)
 }
 

@@ -364,34 +364,11 @@ fn syscalls_are_reported_only_when_asked() {
 /// flush is a record of the preempter, and the spinner's wait spans them.
 #[test]
 fn a_preempted_tasks_wait_is_its_own_and_the_preempters_ipis_are_its_own() {
-    use std::io::{BufRead, BufReader, Read};
-    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
     let _serial = serial();
     stay_on_housekeeping();
     let waiter = Victim::start(&["--cpu", "1", "--duration", "60"]);
-    let mut watch = Command::new(ISOL)
-        .args(["watch", "--cpus", "1", "--events", "-D", "30"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(watch.stderr.take().unwrap());
-    let mut line = String::new();
-    let t = Instant::now();
-    while !line.contains("watching CPUs") {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0 && t.elapsed() < Duration::from_secs(60),
-            "isol watch did not start"
-        );
-    }
-    let mut stdout = watch.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        stdout.read_to_string(&mut s).unwrap();
-        s
-    });
+    let watch = LiveWatch::start(&["--cpus", "1", "--events", "-D", "30"]);
     let mut preempter = Victim::start(&[
         "--cpu",
         "1",
@@ -428,15 +405,8 @@ fn a_preempted_tasks_wait_is_its_own_and_the_preempters_ipis_are_its_own() {
     while utime() <= utime0 + 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(watch.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    assert!(watch.wait().unwrap().success(), "isol watch failed");
-    let recs: Vec<Value> = reader
-        .join()
-        .unwrap()
+    let recs: Vec<Value> = watch
+        .stop()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .filter(|v: &Value| v["type"] == "interruption")

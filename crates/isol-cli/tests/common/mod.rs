@@ -115,3 +115,63 @@ pub fn stack_has(rec: &Value, needles: &[&str]) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// `isol watch ARGS` running while the test provokes: started once it
+/// says it is watching, its stdout read as it comes (a full pipe would
+/// stall it), stopped with SIGINT as a user would.
+pub struct LiveWatch {
+    child: Child,
+    reader: Option<std::thread::JoinHandle<String>>,
+}
+
+impl LiveWatch {
+    pub fn start(args: &[&str]) -> LiveWatch {
+        use std::io::{BufRead, BufReader, Read};
+        use std::time::{Duration, Instant};
+        let mut child = Command::new(ISOL)
+            .arg("watch")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        let t = Instant::now();
+        while !line.contains("watching ") {
+            line.clear();
+            assert!(
+                err.read_line(&mut line).unwrap() > 0 && t.elapsed() < Duration::from_secs(60),
+                "isol watch did not start"
+            );
+        }
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            stdout.read_to_string(&mut s).unwrap();
+            s
+        });
+        LiveWatch {
+            child,
+            reader: Some(reader),
+        }
+    }
+
+    /// SIGINT, then its whole stdout; it must have exited cleanly.
+    pub fn stop(mut self) -> String {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        assert!(self.child.wait().unwrap().success(), "isol watch failed");
+        self.reader.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for LiveWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
