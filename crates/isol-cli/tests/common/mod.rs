@@ -122,6 +122,9 @@ pub fn stack_has(rec: &Value, needles: &[&str]) -> bool {
 pub struct LiveWatch {
     child: Child,
     reader: Option<std::thread::JoinHandle<String>>,
+    /// Its stderr after the start, read on (a closed pipe would fail its
+    /// later writes) and shown if it fails.
+    errors: Option<std::thread::JoinHandle<String>>,
 }
 
 impl LiveWatch {
@@ -151,9 +154,15 @@ impl LiveWatch {
             stdout.read_to_string(&mut s).unwrap();
             s
         });
+        let errors = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
         LiveWatch {
             child,
             reader: Some(reader),
+            errors: Some(errors),
         }
     }
 
@@ -164,7 +173,9 @@ impl LiveWatch {
             nix::sys::signal::Signal::SIGINT,
         )
         .unwrap();
-        assert!(self.child.wait().unwrap().success(), "isol watch failed");
+        let st = self.child.wait().unwrap();
+        let errors = self.errors.take().unwrap().join().unwrap();
+        assert!(st.success(), "isol watch failed ({st}): {errors}");
         self.reader.take().unwrap().join().unwrap()
     }
 }
