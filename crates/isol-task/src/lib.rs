@@ -30,6 +30,7 @@ pub mod protocol;
 pub mod registry;
 #[cfg(feature = "capture")]
 pub mod service;
+pub mod spawn;
 pub mod stock;
 mod thread;
 pub mod tick;
