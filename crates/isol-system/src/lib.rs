@@ -5,6 +5,7 @@
 //! readers take a [`Root`], so tests run them on fixture trees.
 
 pub mod affinity;
+pub mod arch;
 pub mod cgroup;
 pub mod clock;
 pub mod cmdline;

@@ -17,6 +17,7 @@
 //! program activates).
 
 pub mod abi;
+mod arch;
 pub mod config;
 pub mod error;
 #[cfg(feature = "capture")]
