@@ -94,10 +94,7 @@ pub fn pin_away_from(measured: &CpuSet) -> Result<CpuSet> {
 
 pub fn virtualized() -> bool {
     std::fs::read_to_string("/proc/cpuinfo")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"))
-        })
+        .map(|s| crate::arch::cpuinfo_says_guest(&s))
         .unwrap_or(false)
 }
 
