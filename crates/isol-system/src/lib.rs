@@ -15,6 +15,7 @@ pub mod irq;
 pub mod model;
 pub mod root;
 pub mod select;
+pub mod signal;
 pub mod tasks;
 pub mod topology;
 pub mod tracefs;

@@ -22,14 +22,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 fn signal_number(s: &str) -> Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Ok(n);
-    }
-    let name = s.trim_start_matches("SIG");
-    let sig: nix::sys::signal::Signal = format!("SIG{name}")
-        .parse()
-        .with_context(|| format!("unknown signal {s:?}"))?;
-    Ok(sig as i32)
+    isol_system::signal::parse(s).with_context(|| format!("unknown signal {s:?}"))
 }
 
 fn config_from(a: &Args) -> Result<Config> {
