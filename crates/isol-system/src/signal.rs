@@ -1,6 +1,6 @@
 //! Signals as people write them on a command line or in a config: a
-//! number, or a name with or without `SIG`, in any case (`KILL`,
-//! `sigusr1`, `9`).
+//! number, or a name with or without an upper-case `SIG`, the name itself
+//! in any case (`KILL`, `SIGusr1`, `term`, `9`).
 
 /// The signal `s` names, or `None`. A number is taken as it is: callers
 /// that need a range check it.
@@ -21,7 +21,8 @@ fn names_in_any_case_with_or_without_sig_and_numbers() {
     assert_eq!(parse("KILL"), Some(libc::SIGKILL));
     assert_eq!(parse("SIGKILL"), Some(libc::SIGKILL));
     assert_eq!(parse("usr1"), Some(libc::SIGUSR1));
-    assert_eq!(parse("sigterm"), Some(libc::SIGTERM));
+    assert_eq!(parse("SIGusr1"), Some(libc::SIGUSR1));
+    assert_eq!(parse("term"), Some(libc::SIGTERM));
     assert_eq!(parse("9"), Some(9));
     assert_eq!(parse("NOPE"), None);
     assert_eq!(parse(""), None);
