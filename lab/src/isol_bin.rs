@@ -14,7 +14,7 @@ use std::sync::Mutex;
 /// isol-cli features change (`static` = vendored libbpf, libelf, zlib).
 pub const STATIC_FEATURES: &[&str] = &["static"];
 
-pub const TARGET: &str = "x86_64-unknown-linux-gnu";
+pub use crate::arch::TARGET;
 
 /// Built once per process; later calls reuse the path.
 static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);

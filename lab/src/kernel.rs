@@ -467,7 +467,10 @@ impl Apt {
         if !status.exists() {
             std::fs::write(&status, "")?;
         }
-        let mut opts = vec!["arch=amd64".to_owned(), "target=Packages".to_owned()];
+        let mut opts = vec![
+            format!("arch={}", crate::arch::DEBIAN_ARCH),
+            "target=Packages".to_owned(),
+        ];
         let keyring = Path::new("/usr/share/keyrings/debian-archive-keyring.gpg");
         if keyring.exists() {
             opts.push(format!("signed-by={}", keyring.display()));

@@ -19,6 +19,7 @@
 //! one), `ISOL_LAB_BIN` (prebuilt static isol), `ISOL_LAB_TIMEOUT` (seconds
 //! per boot), `ISOL_LAB_KEEP=1` (keep the run directory with initrd and logs).
 
+pub mod arch;
 pub mod initramfs;
 pub mod isol_bin;
 pub mod kernel;
@@ -43,10 +44,10 @@ const LIB_SH: &str = include_str!("../guest/lib.sh");
 /// Mounts /init makes besides proc, sysfs and devtmpfs, unless told not to.
 pub const DEFAULT_MOUNTS: &[&str] = &["tracefs", "debugfs", "bpffs", "cgroup2"];
 
-/// Always on the kernel command line: console on ttyS0 (the scenario has
-/// ttyS1), and a panic powers off at once (with -no-reboot) instead of
-/// waiting for the timeout.
-pub const BASE_CMDLINE: &str = "console=ttyS0 quiet panic=-1";
+/// Always on the kernel command line after the console
+/// ([`arch::CONSOLE`]; the scenario has the second serial port): a panic
+/// powers off at once (with -no-reboot) instead of waiting for the timeout.
+pub const BASE_CMDLINE: &str = "quiet panic=-1";
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -338,7 +339,7 @@ impl Lab {
         let initrd = workdir.path().join("initrd.cpio");
         initramfs::write(&initrd, &entries)?;
 
-        let mut cmdline = BASE_CMDLINE.to_owned();
+        let mut cmdline = format!("{} {BASE_CMDLINE}", arch::CONSOLE);
         if self.quiet_cpu1 {
             cmdline.push(' ');
             cmdline.push_str(&quiet_cpu1_cmdline(&kernel)?);

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const QEMU: &str = "qemu-system-x86_64";
+pub use crate::arch::QEMU;
 
 /// Marker init prints on the output channel right before the scenario starts.
 pub const READY_MARKER: &str = "@@ISOL-LAB-READY";
@@ -83,7 +83,12 @@ pub fn find_qemu() -> Result<PathBuf> {
     std::env::split_paths(&path)
         .map(|d| d.join(QEMU))
         .find(|p| p.is_file())
-        .with_context(|| format!("{QEMU} not found: apt-get install qemu-system-x86"))
+        .with_context(|| {
+            format!(
+                "{QEMU} not found: apt-get install {}",
+                crate::arch::QEMU_PACKAGE
+            )
+        })
 }
 
 pub fn boot(b: &Boot) -> Result<Raw> {
@@ -103,7 +108,8 @@ pub fn boot(b: &Boot) -> Result<Raw> {
     } else {
         "tcg,thread=single"
     };
-    cmd.args(["-accel", accel, "-cpu", "max"])
+    cmd.args(["-accel", accel])
+        .args(crate::arch::QEMU_MACHINE)
         .args(["-smp", &b.smp.to_string()])
         .args(["-m", &format!("{}M", b.memory_mb)])
         .args(["-nodefaults", "-display", "none", "-no-reboot"])
@@ -146,7 +152,7 @@ pub fn boot(b: &Boot) -> Result<Raw> {
     }
 
     let start = Instant::now();
-    let mut child = KillOnDrop(cmd.spawn().context("starting qemu-system-x86_64")?);
+    let mut child = KillOnDrop(cmd.spawn().with_context(|| format!("starting {QEMU}"))?);
     let mut boot_time = None;
     let mut channel = None;
     let mut timed_out = false;

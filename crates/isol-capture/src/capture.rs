@@ -4,6 +4,7 @@
 //! BPF_RB_NO_WAKEUP so the watched CPU takes no wakeup IPI); it drains it
 //! on a period from a housekeeping CPU.
 
+use crate::arch;
 use crate::cause::Kind;
 use crate::kvm::VmStatus;
 use crate::page::StatusPage;
@@ -71,54 +72,50 @@ const PROGRAMS: &[(&str, Hook, Want)] = &[
     ("softirq_exit", Hook::Tp("irq:softirq_exit"), Want::Always),
     (
         "local_timer_entry",
-        Hook::Tp("irq_vectors:local_timer_entry"),
+        Hook::Tp(arch::LOCAL_TIMER_ENTRY),
         Want::Always,
     ),
     (
         "local_timer_exit",
-        Hook::Tp("irq_vectors:local_timer_exit"),
+        Hook::Tp(arch::LOCAL_TIMER_EXIT),
         Want::Always,
     ),
     (
         "call_function_entry",
-        Hook::Tp("irq_vectors:call_function_entry"),
+        Hook::Tp(arch::CALL_FUNCTION_ENTRY),
         Want::Always,
     ),
     (
         "call_function_exit",
-        Hook::Tp("irq_vectors:call_function_exit"),
+        Hook::Tp(arch::CALL_FUNCTION_EXIT),
         Want::Always,
     ),
     (
         "call_function_single_entry",
-        Hook::Tp("irq_vectors:call_function_single_entry"),
+        Hook::Tp(arch::CALL_FUNCTION_SINGLE_ENTRY),
         Want::Always,
     ),
     (
         "call_function_single_exit",
-        Hook::Tp("irq_vectors:call_function_single_exit"),
+        Hook::Tp(arch::CALL_FUNCTION_SINGLE_EXIT),
         Want::Always,
     ),
     (
         "reschedule_entry",
-        Hook::Tp("irq_vectors:reschedule_entry"),
+        Hook::Tp(arch::RESCHEDULE_ENTRY),
         Want::Always,
     ),
     (
         "reschedule_exit",
-        Hook::Tp("irq_vectors:reschedule_exit"),
+        Hook::Tp(arch::RESCHEDULE_EXIT),
         Want::Always,
     ),
     (
         "irq_work_entry",
-        Hook::Tp("irq_vectors:irq_work_entry"),
+        Hook::Tp(arch::IRQ_WORK_ENTRY),
         Want::Always,
     ),
-    (
-        "irq_work_exit",
-        Hook::Tp("irq_vectors:irq_work_exit"),
-        Want::Always,
-    ),
+    ("irq_work_exit", Hook::Tp(arch::IRQ_WORK_EXIT), Want::Always),
     ("csd_queue_cpu", Hook::Tp(CSD_QUEUE_TP), Want::Always),
     ("ipi_send_cpu", Hook::Tp(IPI_SEND_TP), Want::Always),
     (
@@ -143,7 +140,7 @@ const PROGRAMS: &[(&str, Hook, Want)] = &[
     ),
     (
         "smp_send_reschedule",
-        Hook::Func("native_smp_send_reschedule"),
+        Hook::Func(arch::SEND_RESCHEDULE_FN),
         Want::NoIpiSendTp,
     ),
     (
@@ -161,10 +158,10 @@ const PROGRAMS: &[(&str, Hook, Want)] = &[
         Hook::Tp("workqueue:workqueue_execute_start"),
         Want::Always,
     ),
-    ("tlb_flush", Hook::Tp("tlb:tlb_flush"), Want::Always),
+    ("tlb_flush", Hook::Tp(arch::TLB_FLUSH), Want::Always),
     (
         "page_fault_user",
-        Hook::Tp("exceptions:page_fault_user"),
+        Hook::Tp(arch::PAGE_FAULT_USER),
         Want::Always,
     ),
     ("nmi_handler", Hook::Tp("nmi:nmi_handler"), Want::Always),
@@ -197,8 +194,8 @@ const PROGRAMS: &[(&str, Hook, Want)] = &[
 /// them (lockdown, a stripped config) is refused, not watched blindly.
 const ESSENTIAL: &[&str] = &[
     "irq:irq_handler_entry",
-    "irq_vectors:local_timer_entry",
-    "irq_vectors:call_function_single_entry",
+    arch::LOCAL_TIMER_ENTRY,
+    arch::CALL_FUNCTION_SINGLE_ENTRY,
     "sched:sched_switch",
 ];
 
@@ -412,8 +409,8 @@ impl KernelSymbols {
     fn read() -> KernelSymbols {
         let a = crate::ksyms::Ksyms::addresses(&[
             "__per_cpu_offset",
-            "__preempt_count",
-            "pcpu_hot",
+            arch::PREEMPT_COUNT_SYM,
+            arch::PCPU_HOT_SYM,
             "call_single_queue",
             "cfd_data",
             "sched_ttwu_pending",
@@ -1133,10 +1130,10 @@ fn kernel_vectors(cpus: &CpuSet) -> Vec<VectorCounts> {
     cpus.iter()
         .map(|cpu| VectorCounts {
             cpu,
-            local_timer: get("LOC", cpu),
-            call_function: get("CAL", cpu),
-            reschedule: get("RES", cpu),
-            irq_work: get("IWI", cpu),
+            local_timer: get(isol_system::arch::LOCAL_TIMER_LINE, cpu),
+            call_function: get(isol_system::arch::CALL_FUNCTION_LINE, cpu),
+            reschedule: get(isol_system::arch::RESCHEDULE_LINE, cpu),
+            irq_work: get(isol_system::arch::IRQ_WORK_LINE, cpu),
         })
         .collect()
 }

@@ -11,14 +11,4 @@ pub fn softirq_name(vec: u32) -> &'static str {
     N.get(vec as usize).copied().unwrap_or("?")
 }
 
-/// arch/x86 enum tlb_flush_reason.
-pub fn tlb_reason(r: u32) -> &'static str {
-    const N: [&str; 5] = [
-        "task_switch",
-        "remote_shootdown",
-        "local_shootdown",
-        "local_mm_shootdown",
-        "remote_send_ipi",
-    ];
-    N.get(r as usize).copied().unwrap_or("?")
-}
+pub use crate::arch::tlb_reason;

@@ -8,6 +8,7 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/capture.skel.rs"));
 }
 
+pub mod arch;
 pub mod capture;
 pub mod cause;
 pub mod ksyms;
@@ -16,7 +17,7 @@ pub mod page;
 pub mod record;
 pub mod strict;
 pub mod threshold;
-pub mod vmexit;
+pub use arch::vmexit;
 
 pub use capture::{Capture, Options};
 pub use cause::{Class, Kind};

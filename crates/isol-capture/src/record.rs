@@ -33,7 +33,8 @@ pub type RawTickState = raw::tick_state;
 
 pub use isol_abi::from_bytes;
 
-/// x86-64 syscall name for a number (`getppid`), or `syscall N`.
+/// The target architecture's syscall name for a number (`getppid`), or
+/// `syscall N` (the syscalls crate's table for the target).
 pub fn syscall_name(nr: u32) -> String {
     match syscalls::Sysno::new(nr as usize) {
         Some(s) => s.name().to_string(),

@@ -44,14 +44,7 @@ pub enum Action {
 }
 
 fn signal_number(s: &str) -> Option<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return (1..=64).contains(&n).then_some(n);
-    }
-    let name = s.trim_start_matches("SIG").to_ascii_uppercase();
-    format!("SIG{name}")
-        .parse::<nix::sys::signal::Signal>()
-        .ok()
-        .map(|s| s as i32)
+    isol_system::signal::parse(s).filter(|n| (1..=64).contains(n))
 }
 
 impl FromStr for Action {

@@ -1850,15 +1850,7 @@ fn a_tlb_flush_break_tells_the_task_its_chain_and_sender() {
 // ------------------------------------------------------- the status page
 
 /// CLOCK_MONOTONIC ns through the vDSO (no kernel entry).
-fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+use isol_system::clock::monotonic_ns as mono_ns;
 
 /// Persistent isolation on CPU 1 (breaks counted, no signal) while a
 /// thread of this process on CPU 0 unmaps pages (TLB-flush IPIs to CPU 1).

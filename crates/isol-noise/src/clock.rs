@@ -2,20 +2,8 @@
 //! (the clock the capture engine's records carry, bpf_ktime_get_ns), and
 //! convert TSC values to monotonic nanoseconds.
 
-/// Read the TSC (no serialisation: oslat's choice; a loop iteration is a
-/// few ns and reordering by a few instructions does not matter).
-#[inline(always)]
-pub fn ticks() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: rdtsc has no memory effects; every x86_64 CPU has it.
-    unsafe {
-        core::arch::x86_64::_rdtsc()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        mono_ns()
-    }
-}
+/// Read the cycle counter (the TSC on x86-64).
+pub use crate::arch::ticks;
 
 use isol_system::clock::monotonic_ns as mono_ns;
 

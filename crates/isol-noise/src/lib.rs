@@ -11,6 +11,7 @@
 //! - [`session`]: capture + samplers + draining from a housekeeping CPU
 //! - [`report`]: the report model, text (oslat histogram), JSON and HTML
 
+mod arch;
 pub mod attribute;
 pub mod clock;
 pub mod histogram;

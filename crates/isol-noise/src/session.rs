@@ -94,10 +94,7 @@ pub fn pin_away_from(measured: &CpuSet) -> Result<CpuSet> {
 
 pub fn virtualized() -> bool {
     std::fs::read_to_string("/proc/cpuinfo")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"))
-        })
+        .map(|s| crate::arch::cpuinfo_says_guest(&s))
         .unwrap_or(false)
 }
 
@@ -560,13 +557,17 @@ pub fn run(
     };
     let cap = dr.cap.as_ref();
     let records_lost = cap.is_some_and(|c| c.drops().ringbuf > 0);
-    let resolve = |r: &RawRecord| match cap {
-        Some(c) => c.resolve(r),
-        None => unreachable!("no records without a capture"),
-    };
-    let cause = |r: &RawRecord| match cap {
-        Some(c) => c.resolver.cause(&r.primary),
-        None => unreachable!("no records without a capture"),
+    // A CPU's records, each with the capture that names it (none without
+    // one: then nothing was recorded).
+    let seen = |cpu: u32| -> Vec<report::Seen> {
+        let Some(c) = cap else {
+            return Vec::new();
+        };
+        dr.records
+            .iter()
+            .filter(|r| r.cpu == cpu)
+            .map(|&raw| report::Seen { raw, names: c })
+            .collect()
     };
     let mut per_cpu = Vec::new();
     let mut stopped = None;
@@ -593,15 +594,8 @@ pub fn run(
                     steal: &steal,
                     runq: &runq[i],
                     records_lost,
-                    resolve: &resolve,
-                    cause: &cause,
                 };
-                let recs: Vec<RawRecord> = dr
-                    .records
-                    .iter()
-                    .filter(|r| r.cpu == out.cpu)
-                    .copied()
-                    .collect();
+                let recs = seen(out.cpu);
                 if let Some(i) = out.stopped_by {
                     let (s, l) = out.gaps[i];
                     stopped = Some(Stop {
@@ -635,15 +629,8 @@ pub fn run(
                     steal: &steal,
                     runq: &[],
                     records_lost,
-                    resolve: &resolve,
-                    cause: &cause,
                 };
-                let recs: Vec<RawRecord> = dr
-                    .records
-                    .iter()
-                    .filter(|r| r.cpu == cpu)
-                    .copied()
-                    .collect();
+                let recs = seen(cpu);
                 per_cpu.push(report::pid_cpu(
                     cpu,
                     &recs,

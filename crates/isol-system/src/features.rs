@@ -7,7 +7,8 @@ use crate::{Missing, Root};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Tracepoints isol's capture engine attaches to, with what each tells.
+/// Tracepoints isol's capture engine attaches to, with what each tells,
+/// on every architecture; [`crate::arch::TRACEPOINTS`] has the others.
 pub const TRACEPOINTS: &[(&str, &str)] = &[
     (
         "context_tracking:user_enter",
@@ -21,15 +22,6 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("irq:irq_handler_exit", "device IRQ handlers"),
     ("irq:softirq_entry", "softirqs by vector"),
     ("irq:softirq_exit", "softirqs by vector"),
-    ("irq_vectors:local_timer_entry", "local timer interrupt"),
-    ("irq_vectors:local_timer_exit", "local timer interrupt"),
-    ("irq_vectors:call_function_entry", "call-function IPI"),
-    (
-        "irq_vectors:call_function_single_entry",
-        "call-function-single IPI",
-    ),
-    ("irq_vectors:reschedule_entry", "reschedule IPI"),
-    ("irq_vectors:irq_work_entry", "irq_work self-IPI"),
     (
         "ipi:ipi_send_cpu",
         "IPI sender: CPU, callsite, callback (6.4+)",
@@ -53,8 +45,6 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("workqueue:workqueue_execute_start", "workqueue items run"),
     ("sched:sched_switch", "preemption by another task"),
     ("sched:sched_wakeup", "who woke the task that preempted"),
-    ("exceptions:page_fault_user", "user page faults (x86)"),
-    ("tlb:tlb_flush", "TLB flushes with reason (x86)"),
     ("nmi:nmi_handler", "NMI handlers"),
     (
         "raw_syscalls:sys_enter",
@@ -107,7 +97,7 @@ pub struct Features {
     pub context_tracking: Option<bool>,
     pub osnoise: Option<bool>,
     pub timerlat: Option<bool>,
-    /// Each of [`TRACEPOINTS`]: present or not. Empty when tracefs is unusable.
+    /// Each of [`TRACEPOINTS`] and the architecture's: present or not. Empty when tracefs is unusable.
     pub tracepoints: BTreeMap<String, bool>,
     /// Selected options from /proc/config.gz or /boot/config-RELEASE.
     pub config: BTreeMap<String, String>,
@@ -199,7 +189,7 @@ impl Features {
         let mut tracepoints = BTreeMap::new();
         let (mut ct, mut osnoise, mut timerlat) = (None, None, None);
         if let Some(tp) = tracefs.path() {
-            for (ev, _) in TRACEPOINTS {
+            for (ev, _) in TRACEPOINTS.iter().chain(crate::arch::TRACEPOINTS) {
                 tracepoints.insert(ev.to_string(), tracefs::has_event(tp, ev));
             }
             ct = Some(

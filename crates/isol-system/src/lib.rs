@@ -5,6 +5,7 @@
 //! readers take a [`Root`], so tests run them on fixture trees.
 
 pub mod affinity;
+pub mod arch;
 pub mod cgroup;
 pub mod clock;
 pub mod cmdline;
@@ -14,6 +15,7 @@ pub mod irq;
 pub mod model;
 pub mod root;
 pub mod select;
+pub mod signal;
 pub mod tasks;
 pub mod topology;
 pub mod tracefs;

@@ -21,8 +21,10 @@
 //! Every prctl is logged ([`Log`]), so a test can also say which calls the
 //! program made.
 
+mod arch;
 pub mod rules;
 
+use arch::{sys_fork, sys_vfork, AUDIT_ARCH};
 use rules::Info;
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -129,11 +131,6 @@ pub fn run(cmd: &mut Command) -> io::Result<(Output, Log)> {
     spawn(cmd)?.wait_with_output()
 }
 
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 0xc000_003e;
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 0xc000_00b7;
-
 /// The filter: the task isolation prctls, openat and task creation go to
 /// the supervisor; anything else is allowed; a foreign architecture's
 /// system call kills (its numbers would mean other things).
@@ -162,23 +159,6 @@ fn filter() -> [libc::sock_filter; 16] {
         f(RET, 0, 0, libc::SECCOMP_RET_USER_NOTIF),
         f(RET, 0, 0, libc::SECCOMP_RET_ALLOW),
     ]
-}
-
-#[cfg(target_arch = "x86_64")]
-fn sys_fork() -> u32 {
-    libc::SYS_fork as u32
-}
-#[cfg(target_arch = "x86_64")]
-fn sys_vfork() -> u32 {
-    libc::SYS_vfork as u32
-}
-#[cfg(not(target_arch = "x86_64"))]
-fn sys_fork() -> u32 {
-    u32::MAX
-}
-#[cfg(not(target_arch = "x86_64"))]
-fn sys_vfork() -> u32 {
-    u32::MAX
 }
 
 /// Between fork and exec: install the filter and send its listener to the

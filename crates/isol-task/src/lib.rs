@@ -17,6 +17,7 @@
 //! program activates).
 
 pub mod abi;
+mod arch;
 pub mod config;
 pub mod error;
 #[cfg(feature = "capture")]
@@ -30,6 +31,7 @@ pub mod protocol;
 pub mod registry;
 #[cfg(feature = "capture")]
 pub mod service;
+pub mod spawn;
 pub mod stock;
 mod thread;
 pub mod tick;

@@ -32,7 +32,7 @@ impl Drop for StatusPage {
 
 impl StatusPage {
     pub(crate) fn map(fd: Arc<OwnedFd>) -> Result<StatusPage> {
-        let len = std::mem::size_of::<RawPage>().next_multiple_of(4096);
+        let len = std::mem::size_of::<RawPage>().next_multiple_of(crate::arch::PAGE);
         // SAFETY: mapping a descriptor we hold; checked below.
         let p = unsafe {
             libc::mmap(

@@ -23,11 +23,11 @@
 //! watcher keeps in a page shared with the task can replace it: `Source`
 //! is where it plugs in.
 
+use crate::arch::PAGE;
 use perf_event_open_sys as sys;
 use std::cell::RefCell;
 
 const DATA_PAGES: usize = 8;
-const PAGE: usize = 4096;
 /// Offsets of data_head and data_tail in struct perf_event_mmap_page.
 const DATA_HEAD: usize = 1024;
 const DATA_TAIL: usize = 1032;

@@ -17,6 +17,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "capture.h"
+#include "arch.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -825,7 +826,7 @@ int BPF_PROG(softirq_exit, unsigned int vec)
 	return 0;
 }
 
-/* ---- x86 system vectors: local timer and IPIs ---- */
+/* ---- x86 system vectors: local timer and IPIs (arch.h) ---- */
 
 SEC("tp_btf/local_timer_entry")
 int BPF_PROG(local_timer_entry, int vector)
@@ -1508,29 +1509,29 @@ int BPF_PROG(user_exit, int dummy)
 	struct cpu_state *st;
 	struct pt_regs *regs;
 	__u64 now;
-	long orig_ax, ax;
+	long nr;
 
 	if (!watched_here())
 		return 0;
 	st = cur_state();
 	if (!st)
 		return 0;
-	/* On x86-64 syscall entry sets ax = -ENOSYS and orig_ax = nr; an
-	 * interrupt or exception leaves the user's ax there. */
+	/* A syscall's entry or an interrupt's/exception's: arch.h reads
+	 * the registers that tell. */
 	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	orig_ax = BPF_CORE_READ(regs, orig_ax);
-	ax = BPF_CORE_READ(regs, ax);
-	if (orig_ax >= 0 && ax == -38 /* -ENOSYS */) {
-		/* dx carries the arming syscall's magic: read only when
-		 * registrations exist (strict_check returns at once otherwise). */
-		strict_check(st, CLASS_SYSCALL, KIND_SYSCALL, orig_ax,
-			     strict_count ? BPF_CORE_READ(regs, dx) : 0);
+	nr = ARCH_SYSCALL_NR(regs);
+	if (ARCH_IS_SYSCALL_ENTRY(regs, nr)) {
+		/* The third argument carries the arming syscall's magic: read
+		 * only when registrations exist (strict_check returns at once
+		 * otherwise). */
+		strict_check(st, CLASS_SYSCALL, KIND_SYSCALL, nr,
+			     strict_count ? ARCH_SYSCALL_ARG3(regs) : 0);
 		if (!want_syscalls)
 			return 0; /* the task's own call: not an interruption */
 		now = bpf_ktime_get_ns();
 		open_episode(st, now);
 		st->exact = 1;
-		add_cause(st, CLASS_SYSCALL, KIND_SYSCALL, orig_ax, 0);
+		add_cause(st, CLASS_SYSCALL, KIND_SYSCALL, nr, 0);
 		return 0;
 	}
 	now = bpf_ktime_get_ns();
@@ -1568,7 +1569,7 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 	if (!st)
 		return 0;
 	strict_check(st, CLASS_SYSCALL, KIND_SYSCALL, id,
-		     strict_count ? BPF_CORE_READ(regs, dx) : 0);
+		     strict_count ? ARCH_SYSCALL_ARG3(regs) : 0);
 	/* Where context tracking bounds syscalls (user_exit opened the
 	 * episode) there is nothing to add; elsewhere a point record. */
 	if (!want_syscalls || st->start)

@@ -4,8 +4,9 @@
 //!   chisol -q vmstat_sync -I conf ./app          # configure; the app activates
 //!   chisol -a -q vmstat_sync --cpu 3 -- ./app    # activate an unmodified app
 //!
-//! With -a, chisol forks: the child pins itself to the CPU, quiesces there
-//! and execs the program once the watcher has registered it; chisol stays
+//! With -a, chisol starts a child (`isol_task::spawn`) that pins itself to
+//! the CPU, quiesces there and execs the program once the watcher has
+//! registered it; chisol stays
 //! on a housekeeping CPU, reports when the tick stopped, and at the end
 //! the breaks the program suffered. It exits with the program's status.
 
@@ -14,22 +15,14 @@ use clap::Parser;
 use isol_cli::chisol_args::Args;
 use isol_cpulist::CpuSet;
 use isol_task::protocol::{Request, Response, TaskStatus};
-use isol_task::{config, Config, Inherit, Quiesce, Strict};
-use std::ffi::CString;
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use isol_task::spawn;
+use isol_task::{Config, Inherit, Quiesce, Strict};
+use std::ffi::{CString, OsString};
 use std::process::ExitCode;
 use std::time::Duration;
 
 fn signal_number(s: &str) -> Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Ok(n);
-    }
-    let name = s.trim_start_matches("SIG");
-    let sig: nix::sys::signal::Signal = format!("SIG{name}")
-        .parse()
-        .with_context(|| format!("unknown signal {s:?}"))?;
-    Ok(sig as i32)
+    isol_system::signal::parse(s).with_context(|| format!("unknown signal {s:?}"))
 }
 
 fn config_from(a: &Args) -> Result<Config> {
@@ -83,6 +76,11 @@ fn pin(cpus: &CpuSet) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // The child that `chisol -a` runs: it execs the program or says why not.
+    if let Some(e) = spawn::child_main() {
+        eprintln!("chisol: error: {e:#}");
+        return ExitCode::from(125);
+    }
     match run(Args::parse()) {
         Ok(c) => c,
         Err(e) => {
@@ -151,7 +149,7 @@ fn run(a: Args) -> Result<ExitCode> {
         isol_task::configure(cfg)?;
         return Err(exec(&argv));
     }
-    activate_and_run(&a, cfg, argv)
+    activate_and_run(&a, cfg)
 }
 
 fn exec(argv: &[CString]) -> anyhow::Error {
@@ -159,11 +157,7 @@ fn exec(argv: &[CString]) -> anyhow::Error {
     anyhow::anyhow!("cannot run {:?}: {e}", argv[0])
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    Ok(nix::unistd::pipe()?)
-}
-
-fn activate_and_run(a: &Args, cfg: Config, argv: Vec<CString>) -> Result<ExitCode> {
+fn activate_and_run(a: &Args, cfg: Config) -> Result<ExitCode> {
     let cpu = pick_cpu(a)?;
     let allow = cfg.allow_unisolated || std::env::var_os("ISOL_ALLOW_UNISOLATED").is_some();
     let isolated = isol_task::stock::kernel_isolated();
@@ -189,115 +183,39 @@ fn activate_and_run(a: &Args, cfg: Config, argv: Vec<CString>) -> Result<ExitCod
     if let (Err(e), true) = (&watcher, cfg.strict.is_some()) {
         bail!("strict mode needs a watcher: {e}");
     }
-
-    let (ready_r, ready_w) = pipe()?;
-    let (go_r, go_w) = pipe()?;
-    // SAFETY: the child only calls async-signal-safe-enough code before
-    // exec (no locks held by other threads: chisol has only this thread,
-    // or the in-process watcher, which the child never touches).
-    match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Child => {
-            drop(ready_r);
-            drop(go_w);
-            let code = child(cpu, &cfg, a.preload.as_deref(), ready_w, go_r, &argv);
-            eprintln!("chisol: error: {code:#}");
-            std::process::exit(125);
-        }
-        nix::unistd::ForkResult::Parent { child } => {
-            drop(ready_w);
-            drop(go_r);
-            let pid = child.as_raw() as u32;
-            let mut ready = std::fs::File::from(ready_r);
-            // The child writes what it quiesced and closes, then waits for go.
-            let mut steps = String::new();
-            ready.read_to_string(&mut steps)?;
-            parent(a, cfg, cpu, pid, &mut watcher, go_w, child, steps)
-        }
-    }
+    let argv: Vec<OsString> = a.command.iter().map(OsString::from).collect();
+    let child = spawn::start(&spawn::Isolated {
+        cpu,
+        config: &cfg,
+        preload: a.preload.clone(),
+        argv: &argv,
+    })?;
+    parent(a, cfg, cpu, &mut watcher, child)
 }
 
-fn child(
-    cpu: u32,
-    cfg: &Config,
-    preload: Option<&std::path::Path>,
-    ready: OwnedFd,
-    go: OwnedFd,
-    argv: &[CString],
-) -> anyhow::Error {
-    let r = (|| -> Result<()> {
-        pin(&CpuSet::from_iter([cpu]))?;
-        // SAFETY: plain libc calls.
-        while unsafe { libc::sched_getcpu() } != cpu as i32 {
-            unsafe { libc::sched_yield() };
-        }
-        if let Some(p) = isol_task::native::Proof::check() {
-            isol_task::native::configure_from(&p, cfg)?;
-            isol_task::native::activate(&p, isol_task::abi::ISOL_F_QUIESCE)?;
-            drop(ready);
-        } else {
-            isol_task::stock::memory::disable_thp()?;
-            let plan = isol_task::stock::quiesce::VmstatPlan::for_cpu(cpu);
-            let done = isol_task::stock::quiesce::run(cfg.quiesce, plan)?;
-            let mut w = std::fs::File::from(ready);
-            for d in done {
-                writeln!(w, "{}: {}", d.name, d.detail)?;
-            }
-        }
-        // Wait for the watcher's registration.
-        let mut b = [0u8; 1];
-        nix::unistd::read(&go, &mut b)?;
-        if b[0] != b'g' {
-            bail!("chisol's supervisor gave up");
-        }
-        std::env::set_var(config::ENV, cfg.to_env());
-        std::env::set_var(config::ENV_ACTIVE, "1");
-        std::env::set_var(config::ENV_PID, std::process::id().to_string());
-        if let Some(lib) = preload {
-            // libisol's constructor locks the new image's memory.
-            let mut v = lib.as_os_str().to_owned();
-            if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
-                v.push(":");
-                v.push(old);
-            }
-            std::env::set_var("LD_PRELOAD", v);
-            std::env::set_var(config::ENV_LOCK, "1");
-        }
-        Ok(())
-    })();
-    match r {
-        Err(e) => e,
-        Ok(()) => exec(argv),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
 fn parent(
     a: &Args,
     cfg: Config,
     cpu: u32,
-    pid: u32,
     watcher: &mut Result<isol_task::watcher::Watcher, isol_task::Error>,
-    go: OwnedFd,
-    child: nix::unistd::Pid,
-    steps: String,
+    handshake: spawn::Handshake,
 ) -> Result<ExitCode> {
-    let steps: Vec<&str> = steps.lines().collect();
-    let mut report = serde_json::json!({"pid": pid, "cpu": cpu, "mode": cfg.mode(), "quiesce": cfg.quiesce.names(), "steps": steps});
-    let mut go = std::fs::File::from(go);
+    let pid = handshake.pid();
+    let child = nix::unistd::Pid::from_raw(pid as i32);
+    let mut report = serde_json::json!({"pid": pid, "cpu": cpu, "mode": cfg.mode(), "quiesce": cfg.quiesce.names(), "steps": handshake.steps});
     match watcher {
         Ok(w) => {
             let reg = isol_task::registration(&cfg, pid, true);
             if let Err(e) = w.call(&Request::Register(reg)) {
-                let _ = go.write_all(b"x");
-                let _ = nix::sys::wait::waitpid(child, None);
+                handshake.abort();
                 bail!("registering the program with {}: {e}", w.describe());
             }
             report["watcher"] = w.describe().into();
         }
         Err(e) => report["watcher"] = format!("none: {e}").into(),
     }
-    go.write_all(b"g")?;
-    drop(go);
+    // Not reaped through Child: waited for by pid below.
+    drop(handshake.go()?);
     // chisol itself must not be stopped by the terminal's Ctrl-C before
     // the program: the program gets it, chisol reports after.
     // SAFETY: installing SIG_IGN.

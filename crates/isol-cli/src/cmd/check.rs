@@ -6,9 +6,10 @@
 
 use crate::output::json;
 use anyhow::Result;
+use isol_capture::{Class, Kind};
 use isol_cpulist::CpuSet;
 use isol_noise::attribute::Params;
-use isol_noise::report::{fmt_ns, html, CpuReport, Report};
+use isol_noise::report::{fmt_ns, html, CpuReport, Named, Report};
 use isol_noise::sampler;
 use isol_noise::session::{self, Attribution, Mode, SessionOptions};
 use isol_system::Root;
@@ -45,7 +46,7 @@ struct Check {
     /// Why these CPUs.
     chosen: String,
     /// `quiet`, `good`, `noisy`.
-    verdict: &'static str,
+    verdict: Verdict,
     /// The verdict in words, and what to do.
     lines: Vec<String>,
     audit: Option<isol_tune::audit::Verdict>,
@@ -67,40 +68,98 @@ fn choose(asked: Option<CpuSet>) -> Result<(CpuSet, String, bool)> {
     Ok((s.watched, s.why, isolated))
 }
 
-/// What a cause means and what to do about it, in a sentence.
-fn advice(class: &str, kind: &str, detail: &str) -> String {
-    match (class, kind) {
-        ("hw", _) => "no kernel entry at all: the firmware (SMI), the hypervisor taking the CPU away, or the SMT sibling. On a VM ask for dedicated, pinned vCPUs; on metal check SMIs and disable the sibling thread".into(),
-        ("timer", _) if detail.contains("tick") => "the scheduler tick still runs on this CPU: boot with nohz_full=<cpus> and keep one task per CPU".into(),
-        ("timer", _) => format!("a timer callback ({detail}) runs here: move the timer's owner to a housekeeping CPU"),
-        ("irq", _) => format!("a device interrupt ({detail}): steer its IRQ affinity away (`isol apply` does)"),
-        ("ipi", "tlb_flush") | ("ipi", _) if detail.contains("tlb") => "TLB-flush IPIs: another thread of the process maps/unmaps memory while this one runs; preallocate, avoid munmap/mprotect in the hot process".into(),
-        ("ipi", _) if detail.contains("sync_core") || detail.contains("text_poke") => "kernel text patching (BPF JIT, tracepoints, static keys) IPIs every CPU: avoid loading BPF or tracing while latency matters".into(),
-        ("ipi", _) => format!("an IPI from another CPU ({detail}); the report names the sender and its stack"),
-        ("softirq", _) => format!("softirq {detail} runs here: move its source (timers, network queues) to housekeeping CPUs; rcu_nocbs= for RCU"),
-        ("sched", _) => format!("another task ({detail}) ran on this CPU: isolcpus=/an isolated cpuset partition keep tasks off it"),
-        ("workqueue", _) => format!("a kworker ran {detail}: set the workqueue cpumask to housekeeping CPUs (`isol apply`)"),
-        ("exception", "page_fault") => "page faults of the measured program: prefault and mlock its memory".into(),
-        ("nmi", _) => "NMIs (perf or the NMI watchdog): nmi_watchdog=0".into(),
-        _ => format!("{class} {kind} {detail}"),
+/// How quiet the CPUs were; ordered from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Verdict {
+    Quiet,
+    Good,
+    Noisy,
+}
+
+/// A report cause as the advice tells causes apart (the report names
+/// causes by strings: class, kind, detail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Advised<'a> {
+    /// Class `hw`: time no kernel entry covers.
+    NoKernelEntry,
+    Tick,
+    Timer(&'a str),
+    DeviceIrq(&'a str),
+    TlbFlush,
+    TextPatching,
+    Ipi(&'a str),
+    Softirq(&'a str),
+    OtherTask(&'a str),
+    Work(&'a str),
+    PageFault,
+    Nmi,
+    Other(&'a Named),
+}
+
+impl<'a> Advised<'a> {
+    fn of(n: &'a Named) -> Advised<'a> {
+        let d = n.detail.as_str();
+        if n.class == "hw" {
+            return Advised::NoKernelEntry;
+        }
+        let Some(class) = Class::from_name(&n.class) else {
+            return Advised::Other(n);
+        };
+        let kind = Kind::from_name(&n.kind);
+        match class {
+            Class::Timer if d.contains("tick") => Advised::Tick,
+            Class::Timer => Advised::Timer(d),
+            Class::Irq => Advised::DeviceIrq(d),
+            Class::Ipi if kind == Some(Kind::TlbFlush) || d.contains("tlb") => Advised::TlbFlush,
+            Class::Ipi if d.contains("sync_core") || d.contains("text_poke") => {
+                Advised::TextPatching
+            }
+            Class::Ipi => Advised::Ipi(d),
+            Class::Softirq => Advised::Softirq(d),
+            Class::Sched => Advised::OtherTask(d),
+            Class::Workqueue => Advised::Work(d),
+            Class::Exception if kind == Some(Kind::PageFault) => Advised::PageFault,
+            Class::Nmi => Advised::Nmi,
+            _ => Advised::Other(n),
+        }
+    }
+
+    /// What the cause means and what to do about it, in a sentence.
+    fn advice(self) -> String {
+        match self {
+            Advised::NoKernelEntry => "no kernel entry at all: the firmware (SMI), the hypervisor taking the CPU away, or the SMT sibling. On a VM ask for dedicated, pinned vCPUs; on metal check SMIs and disable the sibling thread".into(),
+            Advised::Tick => "the scheduler tick still runs on this CPU: boot with nohz_full=<cpus> and keep one task per CPU".into(),
+            Advised::Timer(detail) => format!("a timer callback ({detail}) runs here: move the timer's owner to a housekeeping CPU"),
+            Advised::DeviceIrq(detail) => format!("a device interrupt ({detail}): steer its IRQ affinity away (`isol apply` does)"),
+            Advised::TlbFlush => "TLB-flush IPIs: another thread of the process maps/unmaps memory while this one runs; preallocate, avoid munmap/mprotect in the hot process".into(),
+            Advised::TextPatching => "kernel text patching (BPF JIT, tracepoints, static keys) IPIs every CPU: avoid loading BPF or tracing while latency matters".into(),
+            Advised::Ipi(detail) => format!("an IPI from another CPU ({detail}); the report names the sender and its stack"),
+            Advised::Softirq(detail) => format!("softirq {detail} runs here: move its source (timers, network queues) to housekeeping CPUs; rcu_nocbs= for RCU"),
+            Advised::OtherTask(detail) => format!("another task ({detail}) ran on this CPU: isolcpus=/an isolated cpuset partition keep tasks off it"),
+            Advised::Work(detail) => format!("a kworker ran {detail}: set the workqueue cpumask to housekeeping CPUs (`isol apply`)"),
+            Advised::PageFault => "page faults of the measured program: prefault and mlock its memory".into(),
+            Advised::Nmi => "NMIs (perf or the NMI watchdog): nmi_watchdog=0".into(),
+            Advised::Other(n) => format!("{} {} {}", n.class, n.kind, n.detail),
+        }
     }
 }
 
-fn cpu_lines(c: &CpuReport, duration_s: f64, attribution: bool) -> (&'static str, Vec<String>) {
+fn cpu_lines(c: &CpuReport, duration_s: f64, attribution: bool) -> (Verdict, Vec<String>) {
     let verdict = if c.max_ns < 20_000 {
-        "quiet"
+        Verdict::Quiet
     } else if c.max_ns < 100_000 && c.availability_pct >= 99.99 {
-        "good"
+        Verdict::Good
     } else {
-        "noisy"
+        Verdict::Noisy
     };
     let mut l = vec![format!(
         "CPU {}: {} in {:.0} s: the longest a pinned program was held up at once was {}; it had the CPU {:.3}% of the time; {} gaps over the threshold.",
         c.cpu,
         match verdict {
-            "quiet" => "QUIET",
-            "good" => "GOOD (short, rare interruptions)",
-            _ => "NOISY",
+            Verdict::Quiet => "QUIET",
+            Verdict::Good => "GOOD (short, rare interruptions)",
+            Verdict::Noisy => "NOISY",
         },
         duration_s,
         fmt_ns(c.max_ns),
@@ -114,7 +173,7 @@ fn cpu_lines(c: &CpuReport, duration_s: f64, attribution: bool) -> (&'static str
                 100.0 * row.total_ns as f64 / c.noise_ns as f64,
                 row.count,
                 fmt_ns(row.max_ns),
-                advice(&row.cause.class, &row.cause.kind, &row.cause.detail)
+                Advised::of(&row.cause).advice()
             ));
         }
     }
@@ -174,17 +233,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     std::fs::write(&path, html::render(&report))?;
 
     let mut lines = Vec::new();
-    let mut worst = "quiet";
-    let rank = |v: &str| match v {
-        "quiet" => 0,
-        "good" => 1,
-        _ => 2,
-    };
+    let mut worst = Verdict::Quiet;
     for c in &report.per_cpu {
         let (v, l) = cpu_lines(c, report.duration_s, report.attribution);
-        if rank(v) > rank(worst) {
-            worst = v;
-        }
+        worst = worst.max(v);
         lines.extend(l);
     }
     if !isolated {
@@ -226,9 +278,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         println!(
             "\nVerdict: {}",
             match worst {
-                "quiet" => "QUIET: fit for latency-critical work.",
-                "good" => "GOOD: short, rare interruptions; fine for most latency-critical work.",
-                _ => "NOISY: a latency-critical program pinned here would be interrupted; the causes and fixes follow.",
+                Verdict::Quiet => "QUIET: fit for latency-critical work.",
+                Verdict::Good => "GOOD: short, rare interruptions; fine for most latency-critical work.",
+                Verdict::Noisy => "NOISY: a latency-critical program pinned here would be interrupted; the causes and fixes follow.",
             }
         );
         for l in &lines {
@@ -237,4 +289,121 @@ pub fn run(a: Args) -> Result<ExitCode> {
         println!("\nFull report (plots, worst gaps with their cause chains): {html_s}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(class: &str, kind: &str, detail: &str) -> Named {
+        Named {
+            class: class.into(),
+            kind: kind.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Each cause class gets its own advice; `tlb_flush` once fell to the
+    /// generic IPI line when its detail did not say "tlb".
+    #[test]
+    fn each_cause_class_gets_its_specific_advice() {
+        let cases = [
+            (
+                named("hw", "no_kernel_entry", "x"),
+                Advised::NoKernelEntry,
+                "SMI",
+            ),
+            (
+                named("timer", "local_timer", "tick"),
+                Advised::Tick,
+                "nohz_full=",
+            ),
+            (
+                named("timer", "timer_fn", "delayed_work_timer_fn"),
+                Advised::Timer("delayed_work_timer_fn"),
+                "timer callback (delayed_work_timer_fn)",
+            ),
+            (
+                named("irq", "device_irq", "eth0"),
+                Advised::DeviceIrq("eth0"),
+                "device interrupt (eth0)",
+            ),
+            (
+                named("ipi", "tlb_flush", "flush_tlb_func"),
+                Advised::TlbFlush,
+                "TLB-flush IPIs",
+            ),
+            (
+                named("ipi", "tlb_flush", "remote"),
+                Advised::TlbFlush,
+                "TLB-flush IPIs",
+            ),
+            (
+                named("ipi", "call_function", "flush_tlb_func"),
+                Advised::TlbFlush,
+                "TLB-flush IPIs",
+            ),
+            (
+                named("ipi", "call_function", "do_sync_core"),
+                Advised::TextPatching,
+                "text patching",
+            ),
+            (
+                named("ipi", "call_function", "text_poke_sync"),
+                Advised::TextPatching,
+                "text patching",
+            ),
+            (
+                named("ipi", "reschedule", "resched"),
+                Advised::Ipi("resched"),
+                "an IPI from another CPU (resched)",
+            ),
+            (
+                named("softirq", "softirq", "RCU"),
+                Advised::Softirq("RCU"),
+                "softirq RCU",
+            ),
+            (
+                named("sched", "preempt", "kworker/1:1"),
+                Advised::OtherTask("kworker/1:1"),
+                "another task (kworker/1:1)",
+            ),
+            (
+                named("workqueue", "work", "vmstat_update"),
+                Advised::Work("vmstat_update"),
+                "kworker ran vmstat_update",
+            ),
+            (
+                named("exception", "page_fault", "0x1000"),
+                Advised::PageFault,
+                "prefault and mlock",
+            ),
+            (named("nmi", "nmi", "perf"), Advised::Nmi, "nmi_watchdog=0"),
+        ];
+        for (n, want, says) in &cases {
+            let a = Advised::of(n);
+            assert_eq!(a, *want, "{n:?}");
+            assert!(a.advice().contains(says), "{n:?}: {}", a.advice());
+        }
+        // What no advice covers is named as it is.
+        let o = named("syscall", "syscall", "getppid");
+        assert_eq!(Advised::of(&o).advice(), "syscall syscall getppid");
+        // No two classes share a sentence.
+        let mut all: Vec<String> = cases
+            .iter()
+            .map(|(n, ..)| Advised::of(n).advice())
+            .collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), cases.len() - 3, "{all:#?}");
+    }
+
+    #[test]
+    fn verdicts_serialize_as_before_and_rank_worst_last() {
+        let j = |v| serde_json::to_value(v).unwrap();
+        assert_eq!(j(Verdict::Quiet), "quiet");
+        assert_eq!(j(Verdict::Good), "good");
+        assert_eq!(j(Verdict::Noisy), "noisy");
+        assert!(Verdict::Quiet < Verdict::Good && Verdict::Good < Verdict::Noisy);
+    }
 }

@@ -187,7 +187,7 @@ pub fn render(m: &SystemModel) -> String {
             isolation_words(r),
             r.irqs.len(),
             r.arch_irqs
-                .get("LOC")
+                .get(isol_system::arch::LOCAL_TIMER_LINE)
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "-".into()),
             format!("{}+{}", r.kthreads.len(), r.kthreads_unbound),

@@ -115,14 +115,7 @@ fn parse_addr(s: &str) -> Result<u64, String> {
 }
 
 fn parse_signal(s: &str) -> Result<i32, String> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Ok(n);
-    }
-    let name = s.trim_start_matches("SIG").to_ascii_uppercase();
-    format!("SIG{name}")
-        .parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| format!("unknown signal {s:?}"))
+    isol_system::signal::parse(s).ok_or_else(|| format!("unknown signal {s:?}"))
 }
 
 #[derive(Serialize)]

@@ -2,9 +2,11 @@
 //! inside one gap, nothing inside another (hw), a TLB IPI in a third.
 
 use super::*;
+use crate::attribute::Params;
 use crate::clock::Clock;
 use crate::inject::Injection;
-use isol_capture::record::RawCause;
+use crate::sampler::Outcome;
+use isol_capture::record::{RawCause, RawRecord, Record};
 use isol_capture::{Class, Kind};
 
 pub(crate) fn cause_of(r: &RawRecord) -> Cause {
@@ -57,6 +59,28 @@ fn record_of(r: &RawRecord) -> Record {
             sent_ns: r.start_ns.saturating_sub(2_000),
         }),
     }
+}
+
+/// Names records as a capture would, from their class and kind alone.
+struct MadeUp;
+
+impl Names for MadeUp {
+    fn record(&self, r: &RawRecord) -> Record {
+        record_of(r)
+    }
+    fn cause(&self, r: &RawRecord) -> Cause {
+        cause_of(r)
+    }
+}
+
+fn seen(records: &[RawRecord]) -> Vec<Seen<'static>> {
+    records
+        .iter()
+        .map(|&raw| Seen {
+            raw,
+            names: &MadeUp,
+        })
+        .collect()
 }
 
 fn raw(start_ns: u64, dur: u64, class: u8, kind: u8) -> RawRecord {
@@ -138,10 +162,8 @@ fn made_up_with(inject: Option<&[crate::inject::Kind]>, injections: &[Injection]
             (3_000_000_000, 0),
         ],
         records_lost: true,
-        resolve: &record_of,
-        cause: &cause_of,
     };
-    let cpu = synthetic_cpu(&o, &recs, &cx);
+    let cpu = synthetic_cpu(&o, &seen(&recs), &cx);
     Report {
         schema: SCHEMA,
         mode: "synthetic",
@@ -457,8 +479,6 @@ fn the_timeline_keeps_the_longest_gaps_when_there_are_too_many() {
         steal: &[],
         runq: &[],
         records_lost: false,
-        resolve: &record_of,
-        cause: &cause_of,
     };
     let c = synthetic_cpu(&o, &[], &cx);
     assert_eq!(c.marks.len(), MARKS_MAX);

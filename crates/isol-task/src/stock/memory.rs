@@ -10,7 +10,7 @@ const STACK_PREFAULT: usize = 256 * 1024;
 fn touch_stack() {
     let mut buf = [0u8; STACK_PREFAULT];
     // Write every page so each is really faulted in, not optimised away.
-    for i in (0..STACK_PREFAULT).step_by(4096) {
+    for i in (0..STACK_PREFAULT).step_by(crate::arch::PAGE) {
         // SAFETY: in bounds.
         unsafe { std::ptr::write_volatile(buf.as_mut_ptr().add(i), 1) };
     }

@@ -53,6 +53,7 @@
 //! the watcher wait, on a housekeeping CPU, until nothing is pending on the
 //! CPU (see `crate::tick`).
 
+use crate::arch::PAGE;
 use crate::config::Quiesce;
 use crate::error::{Error, Result};
 use crate::Step;
@@ -271,8 +272,6 @@ fn scratch() -> Result<*mut libc::c_void> {
     SCRATCH.store(p as usize, Ordering::Relaxed);
     Ok(p)
 }
-
-const PAGE: usize = 4096;
 
 pub fn lru() -> Result<Step> {
     let p = scratch()?;
