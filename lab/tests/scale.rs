@@ -1,27 +1,17 @@
 //! isol on many CPUs, most of them isolated (Debian 6.12 cloud, QEMU TCG;
-//! 8 CPUs, or `ISOL_LAB_SCALE_CPUS`), one `isol watch` over two phases
-//! (lab/scenarios/scale.sh): IPIs aimed at every isolated CPU while it
-//! idles, then membarrier and TLB-flush storms hitting all of them while
-//! each runs a thread busy in user space. Per CPU, isol's call-function
-//! count equals /proc/interrupts' and its other vector counts lie within
-//! it; nothing is dropped; every call-function IPI is named with its
-//! function (the idle CPUs' too). isol's peak RSS and BPF map sizes are
-//! printed.
+//! 8 and 16 CPUs, all but the first and last isolated), one `isol watch`
+//! over two phases (lab/scenarios/scale.sh): IPIs aimed at every isolated
+//! CPU while it idles, then membarrier and TLB-flush storms hitting all of
+//! them while each runs a thread busy in user space. Per CPU, isol's
+//! call-function count equals /proc/interrupts' and its other vector
+//! counts lie within it; nothing is dropped; every call-function IPI is
+//! named with its function (the idle CPUs' too). isol's peak RSS and BPF
+//! map sizes are printed.
 
 use isol_lab::{testprogs::testprog, Lab, Outcome};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// Guest CPUs: 8 unless `ISOL_LAB_SCALE_CPUS` says otherwise (16 boots
-/// under TCG but takes longer than CI should wait).
-fn cpus() -> u32 {
-    std::env::var("ISOL_LAB_SCALE_CPUS")
-        .ok()
-        .map(|s| s.parse().expect("ISOL_LAB_SCALE_CPUS: a number of CPUs"))
-        .filter(|&n| n >= 4)
-        .unwrap_or(8)
-}
 
 /// One /proc/interrupts line's per-CPU counts.
 fn irq_line(text: &str, name: &str, ncpus: usize) -> Vec<u64> {
@@ -56,8 +46,18 @@ fn maps(out: &Outcome) -> Vec<BTreeMap<String, u64>> {
 const PER_CPU_MAP_TYPES: [u64; 4] = [5, 6, 10, 21];
 
 #[test]
-fn most_cpus_isolated_idle_then_under_ipi_storms_every_ipi_counted_and_named() {
-    let n = cpus();
+fn eight_cpus_six_isolated_every_ipi_counted_and_named() {
+    scale(8);
+}
+
+#[test]
+fn sixteen_cpus_fourteen_isolated_every_ipi_counted_and_named() {
+    scale(16);
+}
+
+/// `n` CPUs, 1 to n-2 isolated and watched (the idle phase, then the
+/// storms: lab/scenarios/scale.sh).
+fn scale(n: u32) {
     let (last, iso) = (n - 1, n - 2);
     let out = Lab::new()
         .unwrap()
@@ -176,7 +176,7 @@ fn most_cpus_isolated_idle_then_under_ipi_storms_every_ipi_counted_and_named() {
         .zip(irq_line(before, "TLB", ncpus))
         .map(|(a, b)| a - b)
         .collect();
-    eprintln!("CPU  CAL(isol=/proc)  TLB(/proc)  flush_tlb_func  ipi_mb  remote_function(idle)");
+    eprintln!("{n} CPUs:\nCPU  CAL(isol=/proc)  TLB(/proc)  flush_tlb_func  ipi_mb  remote_function(idle)");
     for v in vectors {
         let cpu = v["cpu"].as_u64().unwrap();
         let (flush, mb, remote) = (
