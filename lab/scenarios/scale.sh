@@ -60,6 +60,7 @@ T2=$(cut -d' ' -f1 /proc/uptime)
 section irq_after cat /proc/interrupts
 echo "phases: idle $T0..$T1 storm $T1..$T2 (guest uptime, s)"
 
+# TERM, not INT: background jobs of a non-interactive shell ignore SIGINT.
 kill -TERM $W
 wait $W
 rc=$?
