@@ -5,6 +5,7 @@
  *
  *   noisegen --cpu N [--hk M] [--tlb] [--jit] [--fault] [--timer]
  *            [--duration S] [--counter FILE] [--ipi-storm]
+ *            [--spin CPUS [--pause]] [--mb-hk M]
  *
  * The victim (main thread) spins on CPU N incrementing a counter with a
  * single atomic instruction, so an interrupt lands either before or after
@@ -16,17 +17,26 @@
  *   --jit       attach/detach an XDP program on lo through a BPF link: the
  *               kernel re-JITs its XDP dispatcher and patches the jump to
  *               it (text_poke: do_sync_core IPIs to every CPU, each time)
- *   --membarrier membarrier(PRIVATE_EXPEDITED): ipi_mb on CPU N
+ *   --membarrier membarrier(PRIVATE_EXPEDITED): ipi_mb on CPU N (and on
+ *               every CPU running a --spin thread); on CPU --mb-hk M if
+ *               given, so that it runs beside a storm on CPU --hk
  *   --perf      open/close a per-CPU perf event on CPU N: the kernel
  *               installs it there with remote_function
  *   --ipi-storm munmap as fast as possible (flood)
+ * --period-us 0 makes --membarrier and --perf flood too.
+ * --spin CPUS (a list: 1-6,9) adds a thread busy in user space on each of
+ * CPUS, sharing this process's mm: every TLB flush and membarrier of the
+ * generators IPIs all of them. --pause puts a PAUSE in their loop, as
+ * polling loops do; under single-threaded TCG it also ends the vCPU's
+ * turn, where a bare loop holds the emulator until its next kick and
+ * every IPI round waits for each spinner's turn.
  * In the victim itself:
  *   --fault     reads a fresh page every --period-us (default 1 ms): page faults
  *   --timer     a 10 ms POSIX CPU-independent timer (hrtimer on CPU N)
  *   --cputimer  a 100 ms ITIMER_PROF (process CPU time): the kernel keeps
  *               the tick on CPU N to account it (tick dependency posix_timer)
- * --go FILE makes the generator threads wait until FILE exists, so a test
- * can arm isol first.
+ * --go FILE makes the generator and spinner threads wait until FILE
+ * exists, so a test can arm isol first; --duration then counts from there.
  * --sleep makes the victim sleep instead of spinning: the generators that
  * aim at CPU N itself (--perf) need no task there, and a measuring loop
  * (isol noise) can have the CPU to itself.
@@ -59,6 +69,7 @@ static volatile int stop;
 static int hk_cpu = -1;
 static unsigned period_us = 1000;
 static const char *go_file;
+static int mb_cpu = -1, pause_spin;
 
 /* Generators wait for the go file (polled from the housekeeping CPU). */
 static void wait_go(void)
@@ -160,7 +171,7 @@ static void *jit_thread(void *arg)
 static void *membarrier_thread(void *arg)
 {
 	(void)arg;
-	pin(hk_cpu);
+	pin(mb_cpu >= 0 ? mb_cpu : hk_cpu);
 	if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0)) {
 		fprintf(stderr, "noisegen: --membarrier: %s\n", strerror(errno));
 		exit(2);
@@ -168,7 +179,8 @@ static void *membarrier_thread(void *arg)
 	wait_go();
 	while (!stop) {
 		syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
-		usleep(period_us);
+		if (period_us)
+			usleep(period_us);
 	}
 	return NULL;
 }
@@ -193,9 +205,56 @@ static void *perf_thread(void *arg)
 			exit(2);
 		}
 		close(fd);
-		usleep(period_us);
+		if (period_us)
+			usleep(period_us);
 	}
 	return NULL;
+}
+
+/* Busy in user space on one CPU (born on the housekeeping CPU, moved
+ * there at go): in the mm, never lazy, so a target of every flush. */
+static void *spin_thread(void *arg)
+{
+	volatile uint64_t n = 0;
+	wait_go();
+	pin((int)(long)arg);
+	while (!stop) {
+		n++;
+		if (pause_spin) {
+#if defined(__x86_64__) || defined(__i386__)
+			__builtin_ia32_pause();
+#elif defined(__aarch64__)
+			__asm__ volatile("yield");
+#endif
+		}
+	}
+	return NULL;
+}
+
+/* "1-6,9" into set; 0 on success. */
+static int parse_cpus(const char *s, cpu_set_t *set)
+{
+	CPU_ZERO(set);
+	while (*s) {
+		char *e;
+		long a = strtol(s, &e, 10), b = a;
+		if (e == s || a < 0)
+			return -1;
+		if (*e == '-') {
+			s = e + 1;
+			b = strtol(s, &e, 10);
+			if (e == s || b < a)
+				return -1;
+		}
+		for (long c = a; c <= b && c < CPU_SETSIZE; c++)
+			CPU_SET(c, set);
+		if (*e == ',')
+			e++;
+		else if (*e)
+			return -1;
+		s = e;
+	}
+	return 0;
 }
 
 static void on_timer(int sig) { (void)sig; }
@@ -206,6 +265,8 @@ int main(int argc, char **argv)
 	int sleep_victim = 0, cputimer = 0;
 	double duration = 0;
 	const char *counter_path = NULL;
+	cpu_set_t spin;
+	CPU_ZERO(&spin);
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -216,6 +277,14 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--period-us") && i + 1 < argc) period_us = atoi(argv[++i]);
 		else if (!strcmp(a, "--go") && i + 1 < argc) go_file = argv[++i];
 		else if (!strcmp(a, "--fifo") && i + 1 < argc) fifo = atoi(argv[++i]);
+		else if (!strcmp(a, "--mb-hk") && i + 1 < argc) mb_cpu = atoi(argv[++i]);
+		else if (!strcmp(a, "--spin") && i + 1 < argc) {
+			if (parse_cpus(argv[++i], &spin)) {
+				fprintf(stderr, "noisegen: --spin %s: not a CPU list\n", argv[i]);
+				return 2;
+			}
+		}
+		else if (!strcmp(a, "--pause")) pause_spin = 1;
 		else if (!strcmp(a, "--tlb")) tlb = 1;
 		else if (!strcmp(a, "--jit")) jit = 1;
 		else if (!strcmp(a, "--fault")) fault = 1;
@@ -241,7 +310,7 @@ int main(int argc, char **argv)
 			if (c != cpu && CPU_ISSET(c, &s)) { hk_cpu = c; break; }
 	}
 	victim_cpu = cpu;
-	if ((tlb || jit || storm || mb || perf) && hk_cpu < 0) {
+	if ((tlb || jit || storm || mb || perf || CPU_COUNT(&spin)) && hk_cpu < 0) {
 		fprintf(stderr, "noisegen: no housekeeping CPU for the generators\n");
 		return 2;
 	}
@@ -286,6 +355,9 @@ int main(int argc, char **argv)
 		pthread_create(&th, &ga, membarrier_thread, NULL);
 	if (perf)
 		pthread_create(&th, &ga, perf_thread, NULL);
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &spin))
+			pthread_create(&th, &ga, spin_thread, (void *)(long)c);
 
 	char *area = NULL;
 	size_t area_pages = (size_t)1 << 21, next_page = 0; /* 8 GiB of address space: 21 s at one fault per 10 us */
@@ -325,6 +397,7 @@ int main(int argc, char **argv)
 	printf("tid=%ld counter=%p\n", (long)syscall(SYS_gettid), (void *)counter);
 	fflush(stdout);
 
+	wait_go();
 	uint64_t start = now_ns(), last_fault = start;
 	uint64_t end = duration > 0 ? start + (uint64_t)(duration * 1e9) : UINT64_MAX;
 	while (sleep_victim && now_ns() < end)
