@@ -122,7 +122,7 @@ fn scale(n: u32) {
 
     // Nothing lost ("stack", a sender stack not captured, is not a lost
     // record).
-    for d in ["ringbuf", "aggregation", "sender", "nesting"] {
+    for d in ["ringbuf", "aggregation", "sender", "nesting", "displaced"] {
         assert_eq!(summary["drops"][d], 0, "{}", summary["drops"]);
     }
 
