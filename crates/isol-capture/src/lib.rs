@@ -51,9 +51,15 @@ pub struct Drops {
     pub sender: u64,
     /// Unbalanced handler exits seen (e.g. attached mid-handler).
     pub nesting: u64,
+    /// Sender stacks not taken by choice (sampled; see
+    /// `Options::all_stacks`): the IPI and its sender, callsite and
+    /// function are there, the stack is not. Not a loss of records: not
+    /// in [`Drops::total`].
+    pub stack_sampled: u64,
 }
 
 impl Drops {
+    /// Everything lost (sampled stacks are not: they were not taken).
     pub fn total(&self) -> u64 {
         self.ringbuf + self.aggregation + self.stack + self.sender + self.nesting
     }

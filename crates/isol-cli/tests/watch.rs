@@ -76,6 +76,103 @@ fn bpf_jit_text_patching_ipi_is_traced_to_the_xdp_attach() {
     );
 }
 
+/// Sender stacks are sampled, never lost or borrowed: under a storm of
+/// identical IPIs from one task every IPI is still named by its function
+/// and sender, a few carry their own stack, the others say it was not
+/// taken (and the summary counts them); a task that starts sending later
+/// has its stack from its first IPI.
+#[test]
+fn a_storm_of_identical_ipis_samples_sender_stacks_and_counts_the_rest() {
+    let _serial = serial();
+    let _storm = Victim::start(&["--cpu", "1", "--ipi-storm", "--duration", "60"]);
+    let late = std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        Victim::start(&["--cpu", "1", "--tlb", "--duration", "60"])
+    });
+    let (recs, s) = watch_events(&["--cpus", "1", "-D", "4", "--buffer-kb", "65536"]);
+    let late = late.join().unwrap();
+    let late_pid = late.child.id();
+    let of_late = |pid: u64| std::path::Path::new(&format!("/proc/{late_pid}/task/{pid}")).exists();
+    let senders: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["sender"]["comm"] == "noisegen" && r["cause"]["detail"] == "flush_tlb_func")
+        .map(|r| &r["sender"])
+        .collect();
+    let has_stack = |s: &Value| s["stack"].as_array().is_some_and(|a| !a.is_empty());
+    // Every one is named, with a stack or the reason it has none.
+    for s in &senders {
+        assert_eq!(s["function"], "flush_tlb_func", "{s}");
+        assert!(!s["callsite"].as_str().unwrap().is_empty(), "{s}");
+        assert!(
+            has_stack(s) || (s["stack"].is_null() && s["stack_not_taken"].is_string()),
+            "{s}"
+        );
+    }
+    let storm: Vec<&&Value> = senders
+        .iter()
+        .filter(|s| !of_late(s["pid"].as_u64().unwrap()))
+        .collect();
+    let taken = storm.iter().filter(|s| has_stack(s)).count();
+    let sampled = storm
+        .iter()
+        .filter(|s| s["stack_not_taken"] == "sampled")
+        .count();
+    let failed = storm
+        .iter()
+        .filter(|s| s["stack_not_taken"] == "failed")
+        .count();
+    assert!(storm.len() > 1000, "only {} storm IPIs", storm.len());
+    assert_eq!(taken + sampled + failed, storm.len());
+    assert!(taken > 0, "no storm IPI kept its stack");
+    // A few per 100 ms (capture.bpf.c: STACK_BUDGET per STACK_WINDOW_NS),
+    // with room for a loaded machine's slow windows.
+    assert!(
+        taken < storm.len() / 10,
+        "{taken} of {} storm IPIs took their stack",
+        storm.len()
+    );
+    // The ones taken are each IPI's own: the munmap path.
+    let munmap = storm
+        .iter()
+        .filter(|s| has_stack(s))
+        .filter(|s| {
+            s["stack"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f.as_str().unwrap().contains("munmap"))
+        })
+        .count();
+    assert!(
+        munmap * 10 >= taken * 9,
+        "{munmap} of {taken} stacks name munmap"
+    );
+    // Counted, not silently missing: every sampled sender was counted in
+    // the kernel (more, for IPIs whose records were not kept).
+    let counted = s["drops"]["stack_sampled"].as_u64().unwrap();
+    assert!(
+        counted >= sampled as u64,
+        "{counted} counted < {sampled} sampled records"
+    );
+    assert!(
+        s["drops"]["stack"].as_u64().unwrap() >= failed as u64,
+        "{}",
+        s["drops"]
+    );
+    // The late task: its first IPI (unless the ring lost records) has its stack.
+    let mut mine: Vec<&&Value> = senders
+        .iter()
+        .filter(|s| of_late(s["pid"].as_u64().unwrap()))
+        .collect();
+    assert!(!mine.is_empty(), "no IPI from the task started later");
+    mine.sort_by_key(|s| s["sent_ns"].as_u64().unwrap());
+    if s["drops"]["ringbuf"].as_u64().unwrap() == 0 {
+        assert!(has_stack(mine[0]), "the late task's first IPI: {}", mine[0]);
+    } else {
+        assert!(mine.iter().any(|s| has_stack(s)));
+    }
+}
+
 #[test]
 fn page_faults_of_the_victim_are_exceptions() {
     let _serial = serial();

@@ -48,7 +48,16 @@ type FCounter = Counter<f64, AtomicU64>;
 type FGauge = Gauge<f64, AtomicU64>;
 
 /// `reason` label values of isol_dropped_records_total.
-const DROP_REASONS: [&str; 5] = ["ringbuf", "aggregation", "stack", "sender", "nesting"];
+/// `stack_sampled` is no loss of a record: a sender stack not taken by
+/// choice (isol_capture::Drops::stack_sampled), the IPI counted all the same.
+const DROP_REASONS: [&str; 6] = [
+    "ringbuf",
+    "aggregation",
+    "stack",
+    "sender",
+    "nesting",
+    "stack_sampled",
+];
 
 pub struct Metrics {
     pub interruptions: Family<CauseLabels, Counter>,
@@ -143,7 +152,7 @@ impl Metrics {
         );
         r.register(
             "isol_dropped_records",
-            "Capture records or details dropped, by reason (never silent)",
+            "Capture records or details dropped, by reason (never silent; stack_sampled: sender stacks not taken by choice)",
             m.dropped.clone(),
         );
         r.register(
@@ -327,6 +336,7 @@ impl Metrics {
             ("stack", d.stack, l.stack),
             ("sender", d.sender, l.sender),
             ("nesting", d.nesting, l.nesting),
+            ("stack_sampled", d.stack_sampled, l.stack_sampled),
         ];
         debug_assert!(all.iter().map(|a| a.0).eq(DROP_REASONS));
         for (reason, now, before) in all {
