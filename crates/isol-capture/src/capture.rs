@@ -234,8 +234,9 @@ pub struct Options {
     /// the default 8 MiB. Bigger survives longer bursts between drains.
     pub ring_bytes: u32,
     /// Take every IPI sender's kernel stack. Otherwise (the default) the
-    /// first few per callsite, function and task every 100 ms, and the
-    /// rest are marked and counted as sampled (`Drops::stack_sampled`):
+    /// first 16 per callsite, function and task every 100 ms and one in
+    /// 64 of the rest are taken, the others marked and counted as
+    /// sampled (`Drops::stack_sampled`):
     /// a stack costs the sending CPU more than the rest of naming an IPI
     /// (capture.bpf.c, want_stack). Strict registrations take them all.
     pub all_stacks: bool,

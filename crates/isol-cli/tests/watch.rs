@@ -147,10 +147,14 @@ fn a_storm_of_identical_ipis_samples_sender_stacks_and_counts_the_rest() {
     );
     assert_eq!(taken + sampled + failed, storm.len());
     assert!(taken > 0, "no storm IPI kept its stack");
-    // A few per 100 ms (capture.bpf.c: STACK_BUDGET per STACK_WINDOW_NS),
-    // with room for a loaded machine's slow windows.
     assert!(
-        taken < storm.len() / 10,
+        sampled > 0,
+        "every one of {taken} storm IPIs took its stack"
+    );
+    // 16 per 100 ms and one in 64 of the rest (capture.bpf.c: STACK_BUDGET
+    // per STACK_WINDOW_NS, STACK_ODDS), with room for chance.
+    assert!(
+        taken <= 16 * 45 + storm.len() / 32 && taken < storm.len(),
         "{taken} of {} storm IPIs took their stack",
         storm.len()
     );

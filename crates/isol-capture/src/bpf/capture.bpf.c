@@ -122,7 +122,9 @@ struct {
  * frames), more than the rest of naming an IPI; an IPI storm repeats one
  * path thousands of times a second. So, per (callsite, function, task,
  * context), the first STACK_BUDGET IPIs of every STACK_WINDOW_NS take
- * their stack, the others go without: never another IPI's stack (the
+ * their stack, then one in STACK_ODDS at random (a sender whose paths
+ * alternate in step with the window, as a periodic one's do, shows them
+ * all), the others go without: never another IPI's stack (the
  * callsite is too generic a key to tell paths apart, text patching from
  * one task comes from several), but marked SENDER_STACK_SAMPLED and
  * counted (DROP_STACK_SAMPLED). Each IPI is still counted under its
@@ -134,7 +136,8 @@ struct {
  * count is unknown, a sampled sender's context is then unknown too. */
 const volatile __u8 all_stacks = 0;
 #define STACK_WINDOW_NS (100 * 1000 * 1000ULL)
-#define STACK_BUDGET 4
+#define STACK_BUDGET 16
+#define STACK_ODDS 64 /* a power of two */
 
 struct stack_key {
 	__u64 callsite;
@@ -1054,7 +1057,7 @@ static __always_inline bool want_stack(struct sender *s)
 		w->taken++;
 		return true;
 	}
-	return false;
+	return !(bpf_get_prandom_u32() & (STACK_ODDS - 1));
 }
 
 static __always_inline void fill_sender(void *ctx, struct sender *s, __u64 callsite, __u64 func)

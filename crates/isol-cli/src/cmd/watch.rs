@@ -40,9 +40,10 @@ pub struct Args {
     /// syscall path, which costs every syscall on every CPU.
     #[arg(long)]
     syscalls: bool,
-    /// Take every IPI sender's kernel stack. By default the first few per
-    /// callsite, function and sending task every 100 ms are taken, the
-    /// others counted as `stack_sampled` (`"stack": null` in --events):
+    /// Take every IPI sender's kernel stack. By default the first 16 per
+    /// callsite, function and sending task every 100 ms and one in 64 of
+    /// the rest are taken, the others counted as `stack_sampled`
+    /// (`"stack": null` in --events):
     /// a stack costs the sending CPU more than the rest of naming an IPI.
     #[arg(long)]
     all_stacks: bool,
