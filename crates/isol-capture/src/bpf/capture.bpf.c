@@ -118,8 +118,9 @@ struct {
 } stacks SEC(".maps");
 
 /* Which sender stacks are taken (want_stack). A stack costs the sending
- * CPU about 4 us (the unwind: bpf_get_stack into a buffer walks the same
- * frames), more than the rest of naming an IPI; an IPI storm repeats one
+ * CPU about 4 us, four times the rest of naming an IPI, and a bounded
+ * depth saves little (the unwind's setup dominates: 4 frames cost 2.1 us
+ * against 3.3 us for all, bench/RESULTS.md); an IPI storm repeats one
  * path thousands of times a second. So, per (callsite, function, task,
  * context), the first STACK_BUDGET IPIs of every STACK_WINDOW_NS take
  * their stack, then one in STACK_ODDS at random (a sender whose paths
