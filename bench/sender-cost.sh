@@ -4,7 +4,8 @@
 # its spinner on watched CPU V, under: nothing, `isol watch --cpus V`,
 # bpftrace counting kernel stacks per csd_queue_cpu aimed at V, and
 # trace-cmd recording csd_queue_cpu with stacks. Interleaved rounds; the
-# median ops/s per setup and its ratio to nothing.
+# median ops/s per setup and its ratio to nothing. isol-all is `isol watch
+# --all-stacks` (every sender's stack, as before stacks were sampled).
 # Usage: bench/sender-cost.sh [V] [H] [ROUNDS] [SECONDS]   (root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,13 @@ start() { # setup -> starts it in the background, waits until attached
   case "$1" in
     none) BG="" ;;
     isol)
+      rm -f "$OUT/w.err" # a stale "watching" would start the round early
       taskset -c "$H" "$ISOL" watch --cpus "$V" -D 3600 --json >/dev/null 2>"$OUT/w.err" &
+      BG=$!
+      until grep -q watching "$OUT/w.err" 2>/dev/null; do sleep 0.1; done ;;
+    isol-all)
+      rm -f "$OUT/w.err"
+      taskset -c "$H" "$ISOL" watch --cpus "$V" -D 3600 --json --all-stacks >/dev/null 2>"$OUT/w.err" &
       BG=$!
       until grep -q watching "$OUT/w.err" 2>/dev/null; do sleep 0.1; done ;;
     bpftrace)
@@ -41,7 +48,7 @@ start() { # setup -> starts it in the background, waits until attached
 stop() { [ -n "$BG" ] && { kill -INT "$BG"; wait "$BG" 2>/dev/null || true; }; BG=""; rm -f "$OUT"/tc.dat*; }
 
 declare -A R
-SETUPS=(none isol bpftrace trace-cmd)
+SETUPS=(none isol isol-all bpftrace trace-cmd)
 for r in $(seq "$ROUNDS"); do
   for s in "${SETUPS[@]}"; do
     start "$s"

@@ -112,8 +112,17 @@ struct sender {
 	__u32 pid;
 	__u8 valid;
 	__u8 context; /* enum isol_sender_context */
-	__u16 pad;
+	__u8 stack;   /* enum isol_sender_stack: why stack_id is <0 */
+	__u8 pad;
 	__u8 comm[TASK_COMM];
+};
+
+/* Whether a sender's stack was taken (capture.bpf.c, want_stack). */
+enum isol_sender_stack {
+	SENDER_STACK_TAKEN = 0,   /* stack_id, or <0: capture failed (DROP_STACK) */
+	SENDER_STACK_SAMPLED = 1, /* not taken by choice (DROP_STACK_SAMPLED):
+				   * the IPI is counted with its callsite,
+				   * function and task all the same */
 };
 
 /* Record flags */
@@ -170,7 +179,8 @@ enum isol_drop {
 	DROP_SENDER = 3,    /* sender table full */
 	DROP_NESTING = 4,   /* unbalanced or interleaved entry/exit seen (recovered) */
 	DROP_DISPLACED = 5, /* preempted-task table full: that wait not timed */
-	DROP_MAX = 6,
+	DROP_STACK_SAMPLED = 6, /* sender stack not taken by choice (sampled) */
+	DROP_MAX = 7,
 };
 
 /* Registration of an isolated task, keyed by tid (or by

@@ -230,6 +230,13 @@ pub struct Options {
     /// Ring buffer size in bytes (power of two, at least a page); 0 for
     /// the default 8 MiB. Bigger survives longer bursts between drains.
     pub ring_bytes: u32,
+    /// Take every IPI sender's kernel stack. Otherwise (the default) the
+    /// first 16 per callsite, function and task every 100 ms and one in
+    /// 64 of the rest are taken, the others marked and counted as
+    /// sampled (`Drops::stack_sampled`):
+    /// a stack costs the sending CPU more than the rest of naming an IPI
+    /// (capture.bpf.c, want_stack). Strict registrations take them all.
+    pub all_stacks: bool,
 }
 
 /// How this kernel gives each fact isol reports: chosen at load time from
@@ -504,6 +511,7 @@ impl Capture {
             rodata.target_tgid = p;
         }
         rodata.want_syscalls = opts.syscalls as u8;
+        rodata.all_stacks = opts.all_stacks as u8;
         rodata.kallsyms_per_cpu_offset = syms.per_cpu_offset.unwrap_or(0);
         rodata.kallsyms_preempt_count = syms.preempt_count.unwrap_or(0);
         rodata.kallsyms_pcpu_hot = syms.pcpu_hot.unwrap_or(0);
@@ -937,6 +945,7 @@ impl Capture {
             sender: get(raw::DROP_SENDER),
             nesting: get(raw::DROP_NESTING),
             displaced: get(raw::DROP_DISPLACED),
+            stack_sampled: get(raw::DROP_STACK_SAMPLED),
         }
     }
 

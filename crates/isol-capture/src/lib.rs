@@ -55,11 +55,16 @@ pub struct Drops {
     pub nesting: u64,
     /// Preempted tasks whose wait was not timed (their table was full).
     pub displaced: u64,
+    /// Sender stacks not taken by choice (sampled; see
+    /// `Options::all_stacks`): the IPI and its sender, callsite and
+    /// function are there, the stack is not. Not a loss of records: not
+    /// in [`Drops::total`].
+    pub stack_sampled: u64,
 }
 
 impl Drops {
     /// Every reason with its count, named as in JSON and metrics.
-    pub fn reasons(&self) -> [(&'static str, u64); 6] {
+    pub fn reasons(&self) -> [(&'static str, u64); 7] {
         [
             ("ringbuf", self.ringbuf),
             ("aggregation", self.aggregation),
@@ -67,10 +72,16 @@ impl Drops {
             ("sender", self.sender),
             ("nesting", self.nesting),
             ("displaced", self.displaced),
+            ("stack_sampled", self.stack_sampled),
         ]
     }
 
+    /// Everything lost (sampled stacks are not: they were not taken).
     pub fn total(&self) -> u64 {
-        self.reasons().iter().map(|r| r.1).sum()
+        self.reasons()
+            .iter()
+            .filter(|r| r.0 != "stack_sampled")
+            .map(|r| r.1)
+            .sum()
     }
 }

@@ -69,7 +69,7 @@ pub struct Cause {
     pub vm_exit: Option<VmExit>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Sender {
     pub cpu: u32,
     /// Whose code sent it: `task` (then `pid`/`comm` are the sender), or
@@ -79,12 +79,41 @@ pub struct Sender {
     pub pid: u32,
     pub comm: String,
     pub callsite: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    /// Left out of JSON when empty.
     pub function: String,
     /// Kernel stack of the sender, innermost first.
     pub stack: Vec<String>,
+    /// Why there is no stack: `sampled` (not taken by choice, see
+    /// `Options::all_stacks`) or `failed` (counted in `Drops::stack`).
+    /// JSON then says `"stack": null` and this reason.
+    pub stack_not_taken: Option<&'static str>,
     /// When it queued the IPI (CLOCK_MONOTONIC ns).
     pub sent_ns: u64,
+}
+
+impl Serialize for Sender {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = ser.serialize_struct("Sender", 9)?;
+        s.serialize_field("cpu", &self.cpu)?;
+        s.serialize_field("context", self.context)?;
+        s.serialize_field("pid", &self.pid)?;
+        s.serialize_field("comm", &self.comm)?;
+        s.serialize_field("callsite", &self.callsite)?;
+        if !self.function.is_empty() {
+            s.serialize_field("function", &self.function)?;
+        }
+        match self.stack_not_taken {
+            // An empty list would read as a stack with no frames.
+            Some(why) => {
+                s.serialize_field("stack", &None::<Vec<String>>)?;
+                s.serialize_field("stack_not_taken", why)?;
+            }
+            None => s.serialize_field("stack", &self.stack)?,
+        }
+        s.serialize_field("sent_ns", &self.sent_ns)?;
+        s.end()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -250,6 +279,11 @@ impl Resolver {
                     stack.get(1).cloned().unwrap_or_default()
                 },
                 function: self.ksyms.name(s.func),
+                stack_not_taken: match (s.stack_id >= 0, s.stack) {
+                    (true, _) => None,
+                    (false, x) if x == raw::SENDER_STACK_SAMPLED as u8 => Some("sampled"),
+                    (false, _) => Some("failed"),
+                },
                 stack,
                 sent_ns: s.sent_ns,
             }

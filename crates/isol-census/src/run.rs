@@ -63,6 +63,8 @@ pub fn run(o: &RunOptions, stop: &AtomicBool, started: impl FnOnce(&Plan)) -> Re
         Some(Capture::start(Options {
             cpus: cpus.clone(),
             ring_bytes: o.buffer_kb.saturating_mul(1024),
+            // The census counts IPIs by sender stack: every one needs it.
+            all_stacks: true,
             ..Default::default()
         })?)
     } else {

@@ -444,6 +444,7 @@ mod tests {
                 callsite: "on_each_cpu_cond_mask".into(),
                 function: "flush_tlb_func".into(),
                 stack: vec!["smp_call_function_many_cond".into()],
+                stack_not_taken: None,
                 sent_ns: 1_000,
             }),
         );

@@ -140,7 +140,7 @@ impl Metrics {
         );
         r.register(
             "isol_dropped_records",
-            "Capture records or details dropped, by reason (never silent)",
+            "Capture records or details dropped, by reason (never silent; stack_sampled: sender stacks not taken by choice)",
             m.dropped.clone(),
         );
         r.register(

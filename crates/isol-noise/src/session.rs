@@ -241,6 +241,9 @@ pub fn run(
             syscalls: false,
             strict_syscalls: false,
             ring_bytes: o.ring_bytes,
+            // A gap's sender is reported with its stack, and the gaps are
+            // few: no sampling.
+            all_stacks: true,
         }) {
             Ok(c) => Some(c),
             Err(e) if matches!(o.attribution, Attribution::IfPossible) => {

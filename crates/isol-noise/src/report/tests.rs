@@ -56,6 +56,7 @@ fn record_of(r: &RawRecord) -> Record {
             callsite: "smp_call_function_many_cond".into(),
             function: "flush_tlb_func".into(),
             stack: vec!["flush_tlb_mm_range".into(), "__x64_sys_munmap".into()],
+            stack_not_taken: None,
             sent_ns: r.start_ns.saturating_sub(2_000),
         }),
     }
