@@ -216,6 +216,11 @@ impl Resolver {
                 out.nr = Some(c.arg);
                 syscall_name(c.arg)
             }
+            // Nothing ran: the task was runnable and the CPU idle.
+            Kind::Preempt if c.arg == 0 => {
+                out.pid = Some(0);
+                "idle while runnable (throttled: RT or CFS bandwidth)".into()
+            }
             Kind::Preempt => {
                 out.pid = Some(c.arg);
                 let comm = std::fs::read_to_string(format!("/proc/{}/comm", c.arg))

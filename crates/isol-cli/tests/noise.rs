@@ -684,7 +684,8 @@ fn n(r: &Value, f: &str) -> u64 {
 /// IPIs into it (94-97 % under load); a preempted task's wait is now its
 /// own record (capture.bpf.c, `displaced`). 2026-12-04, with a lab VM and
 /// builds loading both CPUs: perf, timer and faults 99.2-100 %; TLB
-/// shootdowns and membarriers 95.4-99.7 % over four runs.
+/// shootdowns and membarriers 95.4-99.7 % over four runs, and on a
+/// calmer host 96.4-98.6 % once RT-throttled waits were recorded.
 #[test]
 fn injected_causes_are_named_in_their_gaps() {
     let _serial = serial();
@@ -694,10 +695,10 @@ fn injected_causes_are_named_in_their_gaps() {
         let (injected, judged, named) = (n(r, "injected"), n(r, "in_gap"), n(r, "named"));
         // 5 ms apart for 10 s: ~2000 of each on-CPU kind, ~500+ of each IPI.
         assert!(injected >= 300, "{k}: only {injected} injected: {r}");
-        assert!(
-            judged * 2 >= injected,
-            "{k}: most injections not judged: {r}"
-        );
+        // Enough judged to measure a share. Not all: an injection that
+        // made no gap is not judged, and a page fault on a quiet host
+        // often ends below the threshold (2026-12-04: 429 of 1896).
+        assert!(judged >= 100, "{k}: only {judged} injections judged: {r}");
         assert_eq!(
             r["recall"].as_f64().unwrap(),
             named as f64 / judged as f64,
@@ -706,10 +707,13 @@ fn injected_causes_are_named_in_their_gaps() {
         if k == "tlb" || k == "membarrier" {
             // Both skip a CPU whose current task is not of the sender's
             // mm (and this host's paravirtual TLB flush skips a vCPU the
-            // hypervisor preempted): a miss then has no IPI at all. Under
-            // load 1-4.6 % of them are missed here for a reason not yet
-            // found (no drop, no nesting counted; perf's IPIs in the same
-            // windows are named every time): 95 %, above what the bug
+            // hypervisor preempted): a miss then has no IPI at all. The
+            // FIFO loop's RT-throttled stretches were such windows until
+            // the capture recorded a wait with the CPU idle; 1.4-3.6 %
+            // are still missed for a reason not yet found (no drop, no
+            // nesting counted; perf's IPIs in the same windows are named
+            // every time; a kernel thread borrowing the loop's mm, which
+            // both skip, is the suspect): 95 %, above what the bug
             // this test guards against gave with a FIFO loop (75-83 % for
             // jit); the watch test of a preempted task's wait holds the
             // bug itself exactly.

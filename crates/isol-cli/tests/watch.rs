@@ -589,3 +589,48 @@ fn a_preempted_tasks_wait_is_its_own_and_the_preempters_ipis_are_its_own() {
         "entries folded into the wait: {wait}"
     );
 }
+
+/// RT throttling (kernel.sched_rt_runtime_us below the period) takes a
+/// spinning SCHED_FIFO task off its CPU for the rest of each period, and
+/// the CPU may go idle meanwhile: that wait is recorded too (once it was
+/// not: only a switch to another task was), by "pid 0" when nothing ran.
+#[test]
+fn a_throttled_fifo_task_waits_and_the_wait_is_recorded() {
+    let _serial = serial();
+    let read = |f: &str| -> i64 {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{f}"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (runtime, period) = (read("sched_rt_runtime_us"), read("sched_rt_period_us"));
+    assert!(
+        runtime >= 0 && runtime < period,
+        "this test needs RT throttling (kernel.sched_rt_runtime_us {runtime} of {period})"
+    );
+    let throttled_ns = ((period - runtime) * 1000) as u64;
+    let v = Victim::start(&["--cpu", "1", "--fifo", "10", "--duration", "60"]);
+    // Three periods or more: two whole throttled stretches at least.
+    let secs = (3 * period / 1_000_000).max(3).to_string();
+    let (recs, _) = watch_events(&["--cpus", "1", "-D", &secs]);
+    let waits: Vec<&Value> = victim_records(&recs, v.tid)
+        .into_iter()
+        .filter(|r| r["cause"]["class"] == "sched")
+        .collect();
+    let total: u64 = waits
+        .iter()
+        .map(|r| r["duration_ns"].as_u64().unwrap())
+        .sum();
+    assert!(
+        total * 10 >= 2 * throttled_ns * 8,
+        "the FIFO task's waits total {total} ns, two throttled stretches are {} ns: {waits:?}",
+        2 * throttled_ns
+    );
+    for r in &waits {
+        if r["cause"]["pid"] == 0 {
+            let d = r["cause"]["detail"].as_str().unwrap();
+            assert!(d.starts_with("idle while runnable"), "{r}");
+        }
+    }
+}

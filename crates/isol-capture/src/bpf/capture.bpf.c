@@ -1559,6 +1559,17 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	if (next_pid == 0 || (!next_kthread && !(involuntary && prev_pid))) {
 		if (st->start)
 			close_episode(st, now);
+		/* Still runnable, yet the CPU goes idle: throttled (RT
+		 * throttling, CFS bandwidth). A wait with nothing running,
+		 * timed like a preemption, by "pid 0". (Migrated away, it
+		 * runs elsewhere first: no record, see displaced_ends.) */
+		if (next_pid == 0 && involuntary && prev_pid &&
+		    !(prev->flags & 0x00200000) && !registered_now()) {
+			char comm[TASK_COMM];
+
+			bpf_get_current_comm(comm, sizeof(comm));
+			displace((__u64)prev, prev_pid, prev->tgid, comm, 0, now);
+		}
 		return 0;
 	}
 	/* A user task preempting, with no kernel work open here: the
