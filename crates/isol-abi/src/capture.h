@@ -177,7 +177,7 @@ enum isol_drop {
 	DROP_AGG = 1,       /* aggregation map full: counted here only */
 	DROP_STACK = 2,     /* sender stack not captured */
 	DROP_SENDER = 3,    /* sender table full */
-	DROP_NESTING = 4,   /* unbalanced or interleaved entry/exit seen (recovered) */
+	DROP_NESTING = 4,   /* unbalanced entry/exit seen (recovered) */
 	DROP_DISPLACED = 5, /* preempted-task table full: that wait not timed */
 	DROP_STACK_SAMPLED = 6, /* sender stack not taken by choice (sampled) */
 	DROP_MAX = 7,

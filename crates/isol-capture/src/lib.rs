@@ -50,8 +50,7 @@ pub struct Drops {
     pub stack: u64,
     /// Senders not remembered (table full).
     pub sender: u64,
-    /// Unbalanced handler exits seen (e.g. attached mid-handler), or an
-    /// episode already closed by a nested interrupt (no record from it).
+    /// Unbalanced handler exits seen (e.g. attached mid-handler).
     pub nesting: u64,
     /// Preempted tasks whose wait was not timed (their table was full).
     pub displaced: u64,

@@ -730,12 +730,11 @@ static __always_inline void close_episode(struct cpu_state *st, __u64 now)
 	__u64 dur = now - start;
 
 	/* An interrupt's programs, nested into this CPU's (e.g. between
-	 * leave()'s look and here), closed it already: a record from here
-	 * would begin at 0 and cover every gap. */
-	if (!start || now < start) {
-		drop(DROP_NESTING);
+	 * leave()'s look and here), closed it already and wrote its record
+	 * (nothing is lost); one from here would begin at 0 and cover every
+	 * gap. Or they opened a newer one after `now`: it stays theirs. */
+	if (!start || now < start)
 		return;
-	}
 	if (st->nchain == 0)
 		add_cause(st, CLASS_EXCEPTION, KIND_KERNEL_ENTRY, 0, 0);
 	decide_deferred(st);
