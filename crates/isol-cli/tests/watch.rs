@@ -95,14 +95,60 @@ fn a_storm_of_identical_ipis_samples_sender_stacks_and_counts_the_rest() {
         "--duration",
         "60",
     ]);
-    let late = std::thread::spawn(|| {
-        std::thread::sleep(std::time::Duration::from_secs(2));
-        // Another task, another function: perf installing an event on
-        // CPU 1 (remote_function), from CPU 0, with no task of its own there.
-        Victim::start(&["--cpu", "1", "--perf", "--sleep", "--duration", "60"])
-    });
-    let (recs, s) = watch_events(&["--cpus", "1", "-D", "4", "--buffer-kb", "65536"]);
-    let late = late.join().unwrap();
+    stay_on_housekeeping();
+    let watch = LiveWatch::start(&[
+        "--cpus",
+        "1",
+        "--events",
+        "-D",
+        "120",
+        "--buffer-kb",
+        "65536",
+    ]);
+    let t0 = std::time::Instant::now();
+    // Another task, another function, once the watch is on: perf
+    // installing an event on CPU 1 (remote_function), from CPU 0, with no
+    // task of its own there.
+    let late = Victim::start(&["--cpu", "1", "--perf", "--sleep", "--duration", "60"]);
+    // Until it has sent a few (each install sleeps 1 ms after it: its
+    // voluntary switches count them), with a deadline.
+    let switches = |pid: u32| -> u64 {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+                    .filter_map(|st| {
+                        st.lines()
+                            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = t0 + std::time::Duration::from_secs(60);
+    while (switches(late.child.id()) < 200 || t0.elapsed().as_secs() < 2)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    eprintln!(
+        "late sender: {} switches after {:?}",
+        switches(late.child.id()),
+        t0.elapsed()
+    );
+    let out = watch.stop();
+    let watched = t0.elapsed();
+    let mut recs = Vec::new();
+    let mut s = Value::Null;
+    for l in out.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        match v["type"].as_str() {
+            Some("interruption") => recs.push(v),
+            Some("summary") => s = v,
+            _ => {}
+        }
+    }
     let late_pid = late.child.id();
     let of_late = |pid: u64| std::path::Path::new(&format!("/proc/{late_pid}/task/{pid}")).exists();
     // By the sender's function: a flush that reached CPU 1 while another
@@ -154,7 +200,8 @@ fn a_storm_of_identical_ipis_samples_sender_stacks_and_counts_the_rest() {
     // 16 per 100 ms and one in 64 of the rest (capture.bpf.c: STACK_BUDGET
     // per STACK_WINDOW_NS, STACK_ODDS), with room for chance.
     assert!(
-        taken <= 16 * 45 + storm.len() / 32 && taken < storm.len(),
+        taken as u128 <= 16 * (watched.as_millis() / 100 + 5) + storm.len() as u128 / 32
+            && taken < storm.len(),
         "{taken} of {} storm IPIs took their stack",
         storm.len()
     );
