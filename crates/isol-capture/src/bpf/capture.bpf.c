@@ -1527,12 +1527,28 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 		 * this CPU (migrated); until then every task that runs here
 		 * is part of it (a preempting task preempted in turn). Idle
 		 * displaced by a kernel thread ends when a user task runs. */
-		if (next_pid == st->sched_prev || next_pid == 0 ||
+		bool waits_on = st->sched_prev && st->tid == st->sched_prev &&
+				!(st->flags & REC_STRICT_BREAK);
+
+		if (next_pid == 0 && waits_on &&
+		    task_cpu_of(st->sched_task) == bpf_get_smp_processor_id() &&
+		    still_runnable((struct task_struct *)st->sched_task)) {
+			/* The CPU goes idle while the displaced task is still
+			 * runnable here: throttled (a kernel thread ran in an
+			 * RT-throttled stretch). The kernel's part ends; the
+			 * rest is a wait by "pid 0", as below. */
+			__u32 tid = st->tid, tgid = st->tgid;
+			__u64 task = st->sched_task;
+			char comm[TASK_COMM];
+
+			__builtin_memcpy(comm, st->comm, TASK_COMM);
+			close_episode(st, now);
+			displace(task, tid, tgid, comm, 0, now);
+		} else if (next_pid == st->sched_prev || next_pid == 0 ||
 		    (st->sched_prev == 0 && !next_kthread) ||
 		    task_cpu_of(st->sched_task) != bpf_get_smp_processor_id()) {
 			close_episode(st, now);
-		} else if (!next_kthread && st->tid == st->sched_prev &&
-			   !(st->flags & REC_STRICT_BREAK)) {
+		} else if (!next_kthread && waits_on) {
 			/* Another user task runs before the displaced one: the
 			 * kernel's part ends here; the displaced task waits on
 			 * as a preempted one (its own record when it runs). */
