@@ -21,6 +21,10 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* include/linux/sched.h: #defines, so not in vmlinux.h; stable for ages. */
+#define PF_KTHREAD 0x00200000
+#define TASK_RUNNING 0
+
 /* Set by the loader before load. */
 const volatile __u64 watch_mask[WATCH_WORDS] = {};
 const volatile __u32 target_tgid = 0;   /* --pid mode: follow this process */
@@ -1481,8 +1485,8 @@ static __always_inline void displaced_ends(__u64 t, __u32 tid, __u64 now)
 static __always_inline bool still_runnable(struct task_struct *t)
 {
 	if (bpf_core_field_exists(t->__state))
-		return BPF_CORE_READ(t, __state) == 0; /* TASK_RUNNING */
-	return BPF_CORE_READ((struct task_struct___pre514 *)t, state) == 0;
+		return BPF_CORE_READ(t, __state) == TASK_RUNNING;
+	return BPF_CORE_READ((struct task_struct___pre514 *)t, state) == TASK_RUNNING;
 }
 
 SEC("tp_btf/sched_switch")
@@ -1490,7 +1494,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 {
 	struct cpu_state *st;
 	__u32 prev_pid = prev->pid, next_pid = next->pid;
-	bool next_kthread = next->flags & 0x00200000; /* PF_KTHREAD */
+	bool next_kthread = next->flags & PF_KTHREAD;
 	bool involuntary, others = false;
 	__u64 now;
 
@@ -1579,7 +1583,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 		 * timed like a preemption, by "pid 0". (Migrated away, it
 		 * runs elsewhere first: no record, see displaced_ends.) */
 		if (next_pid == 0 && involuntary && prev_pid &&
-		    !(prev->flags & 0x00200000) && !registered_now()) {
+		    !(prev->flags & PF_KTHREAD) && !registered_now()) {
 			char comm[TASK_COMM];
 
 			bpf_get_current_comm(comm, sizeof(comm));
