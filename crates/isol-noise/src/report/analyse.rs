@@ -502,13 +502,23 @@ fn recall(
             no_entry: 0,
             recall: None,
             primary: 0,
+            misses: Vec::new(),
         };
         for j in cx.injections.iter().filter(|j| j.kind == k) {
             row.injected += 1;
             let (lo, hi) = (j.before_ns.saturating_sub(tol), j.after_ns + tol);
-            let first = gaps.partition_point(|g| g.0 + g.1 <= lo);
+            // The slack is for an IPI, sent from another CPU. A timer or
+            // fault of the loop itself is in the gap that holds its window
+            // or in none (it cost less than the threshold): a gap beginning
+            // just after it is the next event's.
+            let (glo, ghi) = if k.remote() {
+                (lo, hi)
+            } else {
+                (j.before_ns, j.after_ns.max(j.before_ns + 1))
+            };
+            let first = gaps.partition_point(|g| g.0 + g.1 <= glo);
             let hit: Vec<usize> = (first..gaps.len())
-                .take_while(|&i| gaps[i].0 < hi)
+                .take_while(|&i| gaps[i].0 < ghi)
                 .collect();
             if hit.is_empty() {
                 continue;
@@ -562,6 +572,10 @@ fn recall(
             {
                 row.no_entry += 1;
             }
+            if naming.is_empty() && row.misses.len() < super::MAX_MISSES {
+                row.misses
+                    .push(miss(j, &hit, gaps, attr, records, order, inside));
+            }
             if !naming.is_empty() {
                 row.named += 1;
                 if naming
@@ -576,6 +590,50 @@ fn recall(
         out.insert(k.name(), row);
     }
     out
+}
+
+/// A judged miss as the JSON shows it.
+fn miss(
+    j: &crate::inject::Injection,
+    hit: &[usize],
+    gaps: &[(u64, u64)],
+    attr: &[Attribution],
+    records: &[Seen],
+    order: &[usize],
+    inside: impl Fn(usize, &RawRecord) -> bool,
+) -> super::Miss {
+    let gaps = hit
+        .iter()
+        .map(|&i| super::MissGap {
+            start_ns: gaps[i].0,
+            duration_ns: gaps[i].1,
+            entries: attr[i]
+                .entries
+                .iter()
+                .map(|&e| {
+                    let r = &records[order[e]];
+                    let rec = r.record();
+                    super::MissEntry {
+                        start_ns: r.start_ns,
+                        duration_ns: r.duration_ns,
+                        tid: r.tid,
+                        chain: rec
+                            .chain
+                            .iter()
+                            .map(|c| format!("{}/{} {}", c.class.name(), c.kind.name(), c.detail))
+                            .collect(),
+                        cause: rec.cause,
+                        inside: inside(i, r),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    super::Miss {
+        before_ns: j.before_ns,
+        after_ns: j.after_ns,
+        gaps,
+    }
 }
 
 /// One CPU of a `--pid` run: every interruption of the task is a gap.

@@ -161,6 +161,40 @@ pub struct Recall {
     /// Of the named, those whose gap has that entry as primary cause (not
     /// `hw`): under an emulator the stolen time around it dominates.
     pub primary: u64,
+    /// The first judged misses (up to [`MAX_MISSES`]), with what their
+    /// gaps held instead: what a reader needs to find why.
+    pub misses: Vec<Miss>,
+}
+
+/// How many misses a recall row shows.
+pub const MAX_MISSES: usize = 8;
+
+/// A judged injection no gap named: its window and its gaps' entries.
+#[derive(Debug, Clone, Serialize)]
+pub struct Miss {
+    pub before_ns: u64,
+    pub after_ns: u64,
+    pub gaps: Vec<MissGap>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MissGap {
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub entries: Vec<MissEntry>,
+}
+
+/// A kernel entry of a missed injection's gap.
+#[derive(Debug, Clone, Serialize)]
+pub struct MissEntry {
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub tid: u32,
+    pub cause: isol_capture::record::Cause,
+    /// Every cause of its chain, outermost first: `class/kind detail`.
+    pub chain: Vec<String>,
+    /// It began inside the gap (the only ones that may name it).
+    pub inside: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

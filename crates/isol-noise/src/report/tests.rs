@@ -626,6 +626,23 @@ fn recall_judges_injections_in_gaps_and_needs_the_function_inside_the_window() {
     );
     assert!((t.recall.unwrap() - 1.0 / 3.0).abs() < 1e-9);
     assert_eq!(t.expected, ["flush_tlb_func", "flush_tlb_func_remote"]);
+    // The misses show what their gaps held: the tick, the TLB IPI that
+    // came after the window.
+    let m: Vec<(u64, usize, bool)> = t
+        .misses
+        .iter()
+        .map(|m| {
+            let e = &m.gaps[0].entries;
+            (m.gaps[0].start_ns, e.len(), e[0].inside)
+        })
+        .collect();
+    assert_eq!(
+        m,
+        [
+            (base + 100_000_000, 1, true),
+            (base + 1_500_000_000, 1, true)
+        ]
+    );
     // Asked for, never injected: listed, no recall.
     assert_eq!((rc["perf"].injected, rc["perf"].recall), (0, None));
     let v = serde_json::to_value(&r).unwrap();
@@ -635,4 +652,31 @@ fn recall_judges_injections_in_gaps_and_needs_the_function_inside_the_window() {
     // Without --inject there is no recall object.
     let v = serde_json::to_value(made_up()).unwrap();
     assert!(v["per_cpu"][0].get("recall").is_none());
+}
+
+#[test]
+fn a_fault_of_the_loop_is_judged_only_in_the_gap_that_holds_its_window() {
+    use crate::inject::Kind as K;
+    let fault = |before_ns, after_ns| Injection {
+        kind: K::Fault,
+        cpu: 1,
+        before_ns,
+        after_ns,
+    };
+    let base = 1_000_000_000;
+    let r = made_up_with(
+        Some(&[K::Fault]),
+        &[
+            // Read inside the tick's gap, no page fault recorded: a miss.
+            fault(base + 100_002_000, base + 100_004_000),
+            // Done 3 us before the TLB IPI's gap began: it cost less than
+            // the threshold and is not judged (the gap is the IPI's,
+            // though within the 5 us slack an IPI's window gets).
+            fault(base + 1_499_995_000, base + 1_499_997_000),
+        ],
+    );
+    let f = &r.per_cpu[0].recall["fault"];
+    assert_eq!((f.injected, f.in_gap, f.named), (2, 1, 0), "{f:?}");
+    assert_eq!(f.misses.len(), 1);
+    assert_eq!(f.misses[0].gaps[0].start_ns, base + 100_000_000);
 }
