@@ -381,6 +381,12 @@ fn a_flood_drops_records_visibly_and_keeps_counting() {
 #[test]
 fn isol_itself_makes_no_noise_on_the_watched_cpu() {
     let _serial = serial();
+    // The reader of isol's output on CPU 0, as a user's would be: reading
+    // on CPU 1, this test thread was woken there by isol's pipe writes
+    // (reschedule IPIs that isol sent, in task context: CI saw them).
+    let mut cpu0 = nix::sched::CpuSet::new();
+    cpu0.set(0).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu0).unwrap();
     let (recs, s) = watch_events(&["--cpus", "1", "-D", "3"]);
     // A sender in interrupt context merely interrupted isol on CPU 0. Its
     // context comes from the preempt count, or (kernels without

@@ -176,14 +176,24 @@ struct {
 	__type(value, struct sender);
 } csd_senders SEC(".maps");
 
-/* Last IPI sent to each CPU: reschedule and irq_work, and csds too, for
- * the IPIs whose csd is not traced on the target (remote irq_work). */
+/* Last plain IPI (no csd: reschedule, irq_work) sent to each CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
 	__type(key, __u32);
 	__type(value, struct sender);
 } ipi_senders SEC(".maps");
+
+/* Last csd queued for each CPU, for a call-function IPI none of whose
+ * csds is traced on the target. A slot apart from the plain IPIs': a
+ * csd queued between a reschedule IPI's sending and its handling (a
+ * signal's kick and a TLB flush) would take the reschedule's sender. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct sender);
+} csd_last SEC(".maps");
 
 /* Kernels without csd_queue_cpu (before 6.4): the sender of an
  * smp_call_function_many() round, keyed by the sending CPU's per-CPU csd
@@ -888,8 +898,9 @@ int BPF_PROG(local_timer_exit, int vector)
 	return 0;
 }
 
-/* Attach the sender recorded by ipi_send_cpu to the open episode. */
-static __always_inline void plain_ipi_sender(void)
+/* Attach the last sender of this CPU's slot in `slots` (ipi_senders or
+ * csd_last) to the open episode. */
+static __always_inline void plain_ipi_sender(void *slots)
 {
 	struct cpu_state *st = cur_state();
 	__u32 cpu = bpf_get_smp_processor_id();
@@ -897,7 +908,7 @@ static __always_inline void plain_ipi_sender(void)
 
 	if (!st || (st->sender.valid && !st->defer))
 		return;
-	s = bpf_map_lookup_elem(&ipi_senders, &cpu);
+	s = bpf_map_lookup_elem(slots, &cpu);
 	if (s && s->valid) {
 		note_sent(st, s);
 		if (!st->sender.valid)
@@ -995,7 +1006,7 @@ SEC("tp_btf/call_function_exit")
 int BPF_PROG(call_function_exit, int vector)
 {
 	if (watched_here())
-		plain_ipi_sender();
+		plain_ipi_sender(&csd_last);
 	leave();
 	return 0;
 }
@@ -1013,7 +1024,7 @@ SEC("tp_btf/call_function_single_exit")
 int BPF_PROG(call_function_single_exit, int vector)
 {
 	if (watched_here())
-		plain_ipi_sender();
+		plain_ipi_sender(&csd_last);
 	leave();
 	return 0;
 }
@@ -1023,7 +1034,7 @@ int BPF_PROG(reschedule_entry, int vector)
 {
 	enter(CLASS_IPI, KIND_RESCHEDULE, vector, 0);
 	if (watched_here())
-		plain_ipi_sender();
+		plain_ipi_sender(&ipi_senders);
 	return 0;
 }
 
@@ -1048,7 +1059,7 @@ int BPF_PROG(irq_work_entry, int vector)
 		return 0;
 	}
 	enter(CLASS_IPI, KIND_IRQ_WORK, vector, 0);
-	plain_ipi_sender();
+	plain_ipi_sender(&ipi_senders);
 	return 0;
 }
 
@@ -1129,7 +1140,11 @@ int BPF_PROG(csd_queue_cpu, unsigned int cpu, unsigned long callsite, void *func
 	fill_sender(ctx, &s, callsite, (__u64)func);
 	if (bpf_map_update_elem(&csd_senders, &key, &s, BPF_ANY))
 		drop(DROP_SENDER);
-	bpf_map_update_elem(&ipi_senders, &cpu, &s, BPF_ANY);
+	/* The target's queue walk finds every csd by its pointer: the
+	 * per-CPU fallback is needed only without it (a map update saved
+	 * on every IPI the housekeeping CPUs send). */
+	if (!walk_csd_queue)
+		bpf_map_update_elem(&csd_last, &cpu, &s, BPF_ANY);
 	return 0;
 }
 
@@ -1163,7 +1178,7 @@ static __always_inline void note_single(void *ctx, int cpu, __u64 node)
 	fill_sender(ctx, &s, 0, func);
 	if (bpf_map_update_elem(&csd_senders, &node, &s, BPF_ANY))
 		drop(DROP_SENDER);
-	bpf_map_update_elem(&ipi_senders, &target, &s, BPF_ANY);
+	bpf_map_update_elem(&csd_last, &target, &s, BPF_ANY);
 }
 
 /* Every single-CPU queueing goes through __smp_call_single_queue: remote
@@ -1258,7 +1273,7 @@ int BPF_PROG(csd_function_entry, void *func, void *csd)
 		if (s && s->valid) {
 			s->valid = 0;
 			cpu = bpf_get_smp_processor_id();
-			s = bpf_map_lookup_elem(&ipi_senders, &cpu);
+			s = bpf_map_lookup_elem(&csd_last, &cpu);
 			if (s)
 				s->valid = 0;
 		}
@@ -1276,7 +1291,7 @@ int BPF_PROG(csd_function_entry, void *func, void *csd)
 		s->valid = 0;
 		/* Consumed: the per-CPU fallback must not reuse it. */
 		cpu = bpf_get_smp_processor_id();
-		s = bpf_map_lookup_elem(&ipi_senders, &cpu);
+		s = bpf_map_lookup_elem(&csd_last, &cpu);
 		if (s)
 			s->valid = 0;
 	} else if (st->defer) {
