@@ -10,12 +10,21 @@
 //! about naming, not `primary`; and the jit kind's window holds an RCU
 //! grace period, slow under TCG: ~9 rounds of the IPI kinds in 8 s.
 //!
-//! `timer` is held to 99 % on 5.10 only (no NO_HZ_FULL: the timer fires
-//! on CPU 1 itself, 397 of 397 named on 2026-12-03). On a nohz_full CPU
-//! the kernel moves the POSIX timer's hrtimer to a housekeeping CPU and
-//! the loop gets the signal by an IPI, which names posix_timer_fn only
-//! through its sender's stack: the same day 6.1 named 224 of 233, 6.12
-//! 104 of 216; printed, not asserted.
+//! `timer` is held to 99 % on 5.10 (no NO_HZ_FULL: the timer fires on
+//! CPU 1 itself) and to 97 % on 6.1 and 6.12. On a nohz_full CPU the
+//! kernel moves the POSIX timer's hrtimer to a housekeeping CPU and the
+//! loop gets the signal by a reschedule IPI, named through its sender's
+//! stack. That was 96 % on 6.1 and 48 % on 6.12 (2026-12-03) while a csd
+//! queued for CPU 1 between the kick and its handling took the kick's
+//! sender (one slot per CPU for both); with a slot each, 6.1 gave 217/218
+//! and 292/293, 6.12 320/320 and 292/297 (2026-12-04). What is left: a
+//! record carries the first IPI sender of its episode only, and under TCG
+//! the signal's kick often shares an episode (or the reschedule itself)
+//! with another IPI: the fair server's dl_task_timer kick on 6.12, a perf
+//! install; and a sender stack the kernel failed to give (a counted
+//! drop). A window in which the loop blocked with the CPU idle (its page
+//! fault waiting for the mmap lock an injector held) is not judged, like
+//! one where it was preempted: 6.1's earlier misses were those.
 
 use isol_lab::{Flavour, KernelSpec, Lab, Series};
 
@@ -76,11 +85,23 @@ fn injected_causes_are_named_on_5_10() {
     assert_recall(&rows, &["fault", "timer"]);
 }
 
+/// `kind` named in at least `share` of its judged injections.
+fn assert_share(rows: &serde_json::Map<String, serde_json::Value>, kind: &str, share: f64) {
+    let r = &rows[kind];
+    let n = |f: &str| r[f].as_u64().unwrap_or_else(|| panic!("{f}: {r}"));
+    assert!(n("in_gap") >= 100, "{kind}: too few judged: {r}");
+    assert!(
+        n("named") as f64 >= share * n("in_gap") as f64,
+        "{kind}: recall below {share}: {r}"
+    );
+}
+
 #[test]
 fn injected_causes_are_named_on_6_1() {
     let rows = on(Series::V6_1);
     assert_recall_but(&rows, &IPIS, 1);
     assert_recall(&rows, &["fault"]);
+    assert_share(&rows, "timer", 0.97);
 }
 
 #[test]
@@ -88,4 +109,5 @@ fn injected_causes_are_named_on_6_12() {
     let rows = on(Series::V6_12);
     assert_recall_but(&rows, &IPIS, 1);
     assert_recall(&rows, &["fault"]);
+    assert_share(&rows, "timer", 0.97);
 }

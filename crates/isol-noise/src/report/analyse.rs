@@ -533,11 +533,15 @@ fn recall(
             // not running isol; an IPI or timer is then handled in the
             // other task), and such a gap is the preemption's. Decided
             // before looking for the name, so it cannot flatter the recall.
+            // So was it when the CPU went idle meanwhile (an entry of
+            // the idle task, pid 0): the loop had blocked (a page fault
+            // waiting for the mmap lock an injector held), and a signal
+            // then needs no IPI.
             let preempted = hit.iter().any(|&i| {
                 attr[i].entries.iter().any(|&e| {
                     let r = &records[order[e]];
                     inside(i, r)
-                        && Class::from_raw(r.primary.class) == Class::Sched
+                        && (Class::from_raw(r.primary.class) == Class::Sched || r.tid == 0)
                         && r.start_ns <= hi
                         && r.start_ns + r.duration_ns >= lo
                 })
@@ -623,6 +627,7 @@ fn miss(
                             .map(|c| format!("{}/{} {}", c.class.name(), c.kind.name(), c.detail))
                             .collect(),
                         cause: rec.cause,
+                        sender: rec.sender,
                         inside: inside(i, r),
                     }
                 })

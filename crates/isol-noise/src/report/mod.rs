@@ -195,6 +195,8 @@ pub struct MissEntry {
     pub chain: Vec<String>,
     /// It began inside the gap (the only ones that may name it).
     pub inside: bool,
+    /// An IPI's sender, with its stack (as isol.watch/1).
+    pub sender: Option<isol_capture::record::Sender>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -105,6 +105,14 @@ pub(crate) fn made_up() -> Report {
 }
 
 fn made_up_with(inject: Option<&[crate::inject::Kind]>, injections: &[Injection]) -> Report {
+    made_up_full(inject, injections, &[])
+}
+
+fn made_up_full(
+    inject: Option<&[crate::inject::Kind]>,
+    injections: &[Injection],
+    extra: &[RawRecord],
+) -> Report {
     let clock = Clock {
         tsc0: 0,
         mono0: 1_000_000_000,
@@ -148,6 +156,7 @@ fn made_up_with(inject: Option<&[crate::inject::Kind]>, injections: &[Injection]
         // A tick inside the 2 ms stall: the gap stays hw, the tick is kept.
         raw(1_000_000_000 + 600_500_000, 10_000, 3, 2),
     ];
+    let recs = [&recs[..], extra].concat();
     let cx = Context {
         inject,
         injections,
@@ -679,4 +688,27 @@ fn a_fault_of_the_loop_is_judged_only_in_the_gap_that_holds_its_window() {
     assert_eq!((f.injected, f.in_gap, f.named), (2, 1, 0), "{f:?}");
     assert_eq!(f.misses.len(), 1);
     assert_eq!(f.misses[0].gaps[0].start_ns, base + 100_000_000);
+}
+
+#[test]
+fn an_injection_while_the_cpu_went_idle_is_not_judged() {
+    use crate::inject::Kind as K;
+    let base = 1_000_000_000;
+    let timer = Injection {
+        kind: K::Timer,
+        cpu: 1,
+        before_ns: base + 601_000_000,
+        after_ns: base + 601_200_000,
+    };
+    // The 2 ms stall holds only a tick: judged, a miss.
+    let r = made_up_with(Some(&[K::Timer]), &[timer.clone()]);
+    let t = &r.per_cpu[0].recall["timer"];
+    assert_eq!((t.in_gap, t.named, t.preempted), (1, 0, 0), "{t:?}");
+    // An IPI handled by the idle task in that window: the loop had
+    // blocked, and a signal needs no IPI then. Not judged.
+    let mut idle = raw(base + 601_100_000, 20_000, 2, 5);
+    idle.tid = 0;
+    let r = made_up_full(Some(&[K::Timer]), &[timer], &[idle]);
+    let t = &r.per_cpu[0].recall["timer"];
+    assert_eq!((t.in_gap, t.named, t.preempted), (0, 0, 1), "{t:?}");
 }
