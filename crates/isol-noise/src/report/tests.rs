@@ -149,7 +149,7 @@ fn made_up_full(
         injections: Vec::new(),
         inject_notes: Vec::new(),
     };
-    let recs = vec![
+    let recs = [
         raw(1_000_000_000 + 100_004_000, 12_000, 3, 2),
         raw(1_000_000_000 + 1_500_002_000, 35_000, 2, 5),
         raw(1_000_000_000 + 1_900_000_000, 10_000, 3, 2), // in no gap
@@ -701,7 +701,7 @@ fn an_injection_while_the_cpu_went_idle_is_not_judged() {
         after_ns: base + 601_200_000,
     };
     // The 2 ms stall holds only a tick: judged, a miss.
-    let r = made_up_with(Some(&[K::Timer]), &[timer.clone()]);
+    let r = made_up_with(Some(&[K::Timer]), &[timer]);
     let t = &r.per_cpu[0].recall["timer"];
     assert_eq!((t.in_gap, t.named, t.preempted), (1, 0, 0), "{t:?}");
     // An IPI handled by the idle task in that window: the loop had
