@@ -586,12 +586,7 @@ fn a_preempted_tasks_wait_is_its_own_and_the_preempters_ipis_are_its_own() {
     while utime() <= utime0 + 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
     }
-    let recs: Vec<Value> = watch
-        .stop()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &Value| v["type"] == "interruption")
-        .collect();
+    let recs = watch.stop_records();
     let (w, p) = (waiter.tid, preempter.tid);
     // The preempter's TLB flushes: its own records, not part of a wait.
     let flushes: Vec<(u64, u64)> = recs
@@ -716,12 +711,7 @@ fn a_throttled_fifo_task_waits_and_the_wait_is_recorded() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let (d1, t1, n1) = (run_delay(), mono(), schedstat(2));
-    let recs: Vec<Value> = watch
-        .stop()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &Value| v["type"] == "interruption")
-        .collect();
+    let recs = watch.stop_records();
     stop.store(true, Ordering::Relaxed);
     let refreshes = refresher.join().unwrap();
     assert!(refreshes >= 2, "{refreshes} vmstat refreshes");

@@ -166,6 +166,16 @@ impl LiveWatch {
         }
     }
 
+    /// `stop`, then the interruption records of its `--events` output.
+    #[allow(dead_code)] // not every test binary stops a watch this way
+    pub fn stop_records(self) -> Vec<Value> {
+        self.stop()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|v: &Value| v["type"] == "interruption")
+            .collect()
+    }
+
     /// SIGINT, then its whole stdout; it must have exited cleanly.
     pub fn stop(mut self) -> String {
         nix::sys::signal::kill(
