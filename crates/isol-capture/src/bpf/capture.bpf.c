@@ -1494,6 +1494,19 @@ static __always_inline void displaced_ends(__u64 t, __u32 tid, __u64 now)
 	bpf_map_delete_elem(&displaced, &tid);
 }
 
+/* The kernel's part of a displacement ends (its record is written); the
+ * displaced task waits on, preempted by `by` (0: nothing runs). */
+static __always_inline void episode_to_wait(struct cpu_state *st, __u32 by, __u64 now)
+{
+	__u32 tid = st->tid, tgid = st->tgid;
+	__u64 task = st->sched_task;
+	char comm[TASK_COMM];
+
+	__builtin_memcpy(comm, st->comm, TASK_COMM);
+	close_episode(st, now);
+	displace(task, tid, tgid, comm, by, now);
+}
+
 /* A task switched out while still runnable was preempted: at the tick,
  * on return to user space, `preempt` is false (schedule() from the exit
  * path), so the state is what tells it from a task that blocked. */
@@ -1556,13 +1569,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 			 * runnable here: throttled (a kernel thread ran in an
 			 * RT-throttled stretch). The kernel's part ends; the
 			 * rest is a wait by "pid 0", as below. */
-			__u32 tid = st->tid, tgid = st->tgid;
-			__u64 task = st->sched_task;
-			char comm[TASK_COMM];
-
-			__builtin_memcpy(comm, st->comm, TASK_COMM);
-			close_episode(st, now);
-			displace(task, tid, tgid, comm, 0, now);
+			episode_to_wait(st, 0, now);
 		} else if (next_pid == st->sched_prev || next_pid == 0 ||
 		    (st->sched_prev == 0 && !next_kthread) ||
 		    task_cpu_of(st->sched_task) != bpf_get_smp_processor_id()) {
@@ -1571,13 +1578,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 			/* Another user task runs before the displaced one: the
 			 * kernel's part ends here; the displaced task waits on
 			 * as a preempted one (its own record when it runs). */
-			__u32 tid = st->tid, tgid = st->tgid;
-			__u64 task = st->sched_task;
-			char comm[TASK_COMM];
-
-			__builtin_memcpy(comm, st->comm, TASK_COMM);
-			close_episode(st, now);
-			displace(task, tid, tgid, comm, next_pid, now);
+			episode_to_wait(st, next_pid, now);
 		} else {
 			add_cause(st, CLASS_SCHED, KIND_PREEMPT, next_pid, 0);
 		}
