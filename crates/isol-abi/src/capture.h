@@ -150,7 +150,12 @@ struct record {
 	__u8 comm[TASK_COMM];
 	struct cause primary; /* class/kind of chain[0], addr/arg refined */
 	struct cause chain[MAX_CHAIN];
-	struct sender sender;
+	struct sender sender;  /* of the first IPI of the interruption */
+	/* Of another IPI in it: a second one nested or queued in the same
+	 * vector, or a second sending of a vector taken once (the kernel
+	 * coalesces a reschedule sent twice before the target takes it). A
+	 * third is counted (DROP_EXTRA_SENDER), not kept. */
+	struct sender sender2;
 };
 
 /* Aggregation per CPU x primary cause. */
@@ -180,7 +185,8 @@ enum isol_drop {
 	DROP_NESTING = 4,   /* unbalanced entry/exit seen (recovered) */
 	DROP_DISPLACED = 5, /* preempted-task table full: that wait not timed */
 	DROP_STACK_SAMPLED = 6, /* sender stack not taken by choice (sampled) */
-	DROP_MAX = 7,
+	DROP_EXTRA_SENDER = 7, /* an IPI's sender its interruption had no room for */
+	DROP_MAX = 8,
 };
 
 /* Registration of an isolated task, keyed by tid (or by
@@ -272,7 +278,7 @@ struct tick_state {
 /* Sizes the BPF side relies on (the Rust side checks its own layout). */
 _Static_assert(sizeof(struct cause) == 16, "cause layout");
 _Static_assert(sizeof(struct sender) == 56, "sender layout");
-_Static_assert(sizeof(struct record) == 256, "record layout");
+_Static_assert(sizeof(struct record) == 312, "record layout");
 _Static_assert(sizeof(struct agg_key) == 24, "agg_key layout");
 _Static_assert(sizeof(struct agg_val) == 24 + 8 * HIST_BUCKETS, "agg_val layout");
 _Static_assert(sizeof(struct strict_cfg) == 32, "strict_cfg layout");

@@ -519,6 +519,9 @@ impl Capture {
         rodata.kallsyms_cfd_data = syms.cfd_data.unwrap_or(0);
         rodata.kallsyms_sched_ttwu_pending = syms.sched_ttwu_pending.unwrap_or(0);
         rodata.walk_csd_queue = walk as u8;
+        // Then csd_queue_cpu keeps only each csd's own sender, and the
+        // fentry hooks that would write the per-CPU one are not attached.
+        rodata.csd_last_used = !(walk && has(CSD_QUEUE_TP)) as u8;
         rodata.cpumask_words = isol_system::topology::possible_cpus(&root)
             .and_then(|p| p.last())
             .map_or(1, |last| last / 64 + 1);
@@ -946,6 +949,7 @@ impl Capture {
             nesting: get(raw::DROP_NESTING),
             displaced: get(raw::DROP_DISPLACED),
             stack_sampled: get(raw::DROP_STACK_SAMPLED),
+            extra_sender: get(raw::DROP_EXTRA_SENDER),
         }
     }
 

@@ -59,11 +59,14 @@ pub struct Drops {
     /// function are there, the stack is not. Not a loss of records: not
     /// in [`Drops::total`].
     pub stack_sampled: u64,
+    /// Senders of IPIs that their interruption's record had no room for
+    /// (it keeps two): the IPIs are counted and named all the same.
+    pub extra_sender: u64,
 }
 
 impl Drops {
     /// Every reason with its count, named as in JSON and metrics.
-    pub fn reasons(&self) -> [(&'static str, u64); 7] {
+    pub fn reasons(&self) -> [(&'static str, u64); 8] {
         [
             ("ringbuf", self.ringbuf),
             ("aggregation", self.aggregation),
@@ -72,6 +75,7 @@ impl Drops {
             ("nesting", self.nesting),
             ("displaced", self.displaced),
             ("stack_sampled", self.stack_sampled),
+            ("extra_sender", self.extra_sender),
         ]
     }
 

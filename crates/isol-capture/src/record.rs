@@ -146,6 +146,11 @@ pub struct Record {
     pub chain: Vec<Cause>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sender: Option<Sender>,
+    /// The sender of another IPI of this interruption: a second one
+    /// nested or run in the same vector, or a second sending of a vector
+    /// the CPU took once (two reschedule kicks before it was handled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_sender: Option<Sender>,
 }
 
 /// Turns raw records into named ones.
@@ -304,7 +309,8 @@ impl Resolver {
     }
 
     pub fn record(&self, r: &RawRecord, stack: impl Fn(i32) -> Vec<u64>) -> Record {
-        let sender = self.sender(&r.sender, stack);
+        let sender = self.sender(&r.sender, &stack);
+        let other_sender = self.sender(&r.sender2, &stack);
         Record {
             cpu: r.cpu,
             tid: r.tid,
@@ -322,6 +328,7 @@ impl Resolver {
             cause: self.cause(&r.primary),
             chain: self.chain(&r.chain, r.nchain),
             sender,
+            other_sender,
         }
     }
 }

@@ -424,6 +424,7 @@ mod tests {
             cause: chain[0].clone(),
             chain,
             sender,
+            other_sender: None,
         }
     }
 

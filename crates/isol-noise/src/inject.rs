@@ -322,7 +322,7 @@ pub fn names(kind: Kind, r: &isol_capture::record::Record) -> bool {
     is(&r.cause.detail)
         || r.chain.iter().any(|c| is(&c.detail))
         || (kind == Kind::Timer
-            && r.sender.as_ref().is_some_and(|s| {
+            && [&r.sender, &r.other_sender].into_iter().flatten().any(|s| {
                 s.stack
                     .iter()
                     .any(|f| want.iter().any(|w| f.split('+').next() == Some(w)))

@@ -73,6 +73,7 @@ struct cpu_state {
 	char comm[TASK_COMM];
 	struct cause chain[MAX_CHAIN];
 	struct sender sender;
+	struct sender sender2; /* another IPI's (struct record) */
 };
 
 struct {
@@ -176,12 +177,20 @@ struct {
 	__type(value, struct sender);
 } csd_senders SEC(".maps");
 
-/* Last plain IPI (no csd: reschedule, irq_work) sent to each CPU. */
+/* The plain IPIs (no csd: reschedule, irq_work) sent to each CPU and not
+ * yet taken there: the last and the one before. Two: a vector sent twice
+ * before its target takes it is handled once, and both senders caused it
+ * (under TCG a signal's kick and the fair server's often coalesce). */
+struct ipi_slot {
+	struct sender last;
+	struct sender prev;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
 	__type(key, __u32);
-	__type(value, struct sender);
+	__type(value, struct ipi_slot);
 } ipi_senders SEC(".maps");
 
 /* Last csd queued for each CPU, for a call-function IPI none of whose
@@ -302,6 +311,10 @@ const volatile __u64 kallsyms_sched_ttwu_pending = 0; /* code: always listed */
  * function, remote irq_work and wake-ups included); set by user space
  * when the symbols above are known. Otherwise csd_function_entry. */
 const volatile __u8 walk_csd_queue = 0;
+/* Whether anything writes csd_last: not where csd_queue_cpu is attached
+ * and the target walks its queue (6.4+ with the symbols), where the
+ * call-function exits skip its lookup on the protected CPU. */
+const volatile __u8 csd_last_used = 1;
 /* Words of a struct cpumask worth reading (nr_cpu_ids / 64, rounded up). */
 const volatile __u32 cpumask_words = 1;
 
@@ -650,6 +663,7 @@ static __always_inline void open_episode(struct cpu_state *st, __u64 now)
 	st->tid = (__u32)id;
 	st->tgid = id >> 32;
 	st->sender.valid = 0;
+	st->sender2.valid = 0;
 	if (st->tid == 0)
 		st->flags |= REC_IDLE;
 	bpf_get_current_comm(st->comm, sizeof(st->comm));
@@ -777,6 +791,7 @@ static __always_inline void close_episode(struct cpu_state *st, __u64 now)
 	r->primary = p;
 	__builtin_memcpy(r->chain, st->chain, sizeof(r->chain));
 	__builtin_memcpy(&r->sender, &st->sender, sizeof(r->sender));
+	__builtin_memcpy(&r->sender2, &st->sender2, sizeof(r->sender2));
 	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
 }
 
@@ -898,23 +913,59 @@ int BPF_PROG(local_timer_exit, int vector)
 	return 0;
 }
 
-/* Attach the last sender of this CPU's slot in `slots` (ipi_senders or
- * csd_last) to the open episode. */
-static __always_inline void plain_ipi_sender(void *slots)
+/* One sending, seen twice (a csd by its pointer and by its CPU's last). */
+static __always_inline bool same_send(struct sender *a, struct sender *b)
+{
+	return a->valid && a->sent_ns == b->sent_ns && a->cpu == b->cpu;
+}
+
+/* A sender of an IPI of the open episode, and consume it (`valid` 0: a
+ * later IPI must not take it for its own): the record keeps two. */
+static __always_inline void attach_sender(struct cpu_state *st, struct sender *s)
+{
+	note_sent(st, s);
+	if (!st->sender.valid)
+		__builtin_memcpy(&st->sender, s, sizeof(*s));
+	else if (same_send(&st->sender, s) || same_send(&st->sender2, s))
+		;
+	else if (!st->sender2.valid)
+		__builtin_memcpy(&st->sender2, s, sizeof(*s));
+	else
+		drop(DROP_EXTRA_SENDER);
+	s->valid = 0;
+}
+
+/* Attach the plain IPIs sent to this CPU and not taken yet, oldest first. */
+static __always_inline void plain_ipi_senders(void)
+{
+	struct cpu_state *st = cur_state();
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct ipi_slot *p;
+
+	if (!st)
+		return;
+	p = bpf_map_lookup_elem(&ipi_senders, &cpu);
+	if (!p)
+		return;
+	if (p->prev.valid)
+		attach_sender(st, &p->prev);
+	if (p->last.valid)
+		attach_sender(st, &p->last);
+}
+
+/* The last csd queued for this CPU, for a call-function IPI that named
+ * none of its own (csd_last). */
+static __always_inline void last_csd_sender(void)
 {
 	struct cpu_state *st = cur_state();
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct sender *s;
 
-	if (!st || (st->sender.valid && !st->defer))
+	if (!st)
 		return;
-	s = bpf_map_lookup_elem(slots, &cpu);
-	if (s && s->valid) {
-		note_sent(st, s);
-		if (!st->sender.valid)
-			__builtin_memcpy(&st->sender, s, sizeof(*s));
-		s->valid = 0;
-	}
+	s = bpf_map_lookup_elem(&csd_last, &cpu);
+	if (s && s->valid)
+		attach_sender(st, s);
 }
 
 /* The csd types of include/linux/smp_types.h. */
@@ -976,17 +1027,11 @@ static __always_inline void walk_call_queue(struct cpu_state *st)
 	for (int i = 0; i < MAX_WALK && node; i++) {
 		csd_node_func(node, &func, &arg);
 		add_cause(st, CLASS_IPI, KIND_CSD_FUNCTION, arg, func);
-		if (!st->sender.valid || st->defer) {
-			s = csd_sender(node, off);
-			if (s) {
-				note_sent(st, s);
-				if (!st->sender.valid)
-					__builtin_memcpy(&st->sender, s, sizeof(*s));
-				s->valid = 0;
-			} else if (st->defer) {
-				st->defer_unknown = 1;
-			}
-		}
+		s = csd_sender(node, off);
+		if (s)
+			attach_sender(st, s);
+		else if (st->defer)
+			st->defer_unknown = 1;
 		node = (__u64)BPF_CORE_READ((struct llist_node *)node, next);
 	}
 	if (node)
@@ -1005,8 +1050,8 @@ int BPF_PROG(call_function_entry, int vector)
 SEC("tp_btf/call_function_exit")
 int BPF_PROG(call_function_exit, int vector)
 {
-	if (watched_here())
-		plain_ipi_sender(&csd_last);
+	if (csd_last_used && watched_here())
+		last_csd_sender();
 	leave();
 	return 0;
 }
@@ -1023,8 +1068,8 @@ int BPF_PROG(call_function_single_entry, int vector)
 SEC("tp_btf/call_function_single_exit")
 int BPF_PROG(call_function_single_exit, int vector)
 {
-	if (watched_here())
-		plain_ipi_sender(&csd_last);
+	if (csd_last_used && watched_here())
+		last_csd_sender();
 	leave();
 	return 0;
 }
@@ -1034,7 +1079,7 @@ int BPF_PROG(reschedule_entry, int vector)
 {
 	enter(CLASS_IPI, KIND_RESCHEDULE, vector, 0);
 	if (watched_here())
-		plain_ipi_sender(&ipi_senders);
+		plain_ipi_senders();
 	return 0;
 }
 
@@ -1059,7 +1104,7 @@ int BPF_PROG(irq_work_entry, int vector)
 		return 0;
 	}
 	enter(CLASS_IPI, KIND_IRQ_WORK, vector, 0);
-	plain_ipi_sender(&ipi_senders);
+	plain_ipi_senders();
 	return 0;
 }
 
@@ -1148,17 +1193,31 @@ int BPF_PROG(csd_queue_cpu, unsigned int cpu, unsigned long callsite, void *func
 	return 0;
 }
 
+/* A plain IPI sent to `target`: its sender becomes the slot's last, the
+ * one not taken yet its prev. Replaced whole (not written in place): the
+ * target may be reading the slot. */
+static __always_inline void note_plain(void *ctx, __u32 target, __u64 callsite)
+{
+	struct ipi_slot n = {};
+	struct ipi_slot *o = bpf_map_lookup_elem(&ipi_senders, &target);
+
+	fill_sender(ctx, &n.last, callsite, 0);
+	if (o && o->last.valid) {
+		if (o->prev.valid)
+			drop(DROP_EXTRA_SENDER);
+		__builtin_memcpy(&n.prev, &o->last, sizeof(n.prev));
+	}
+	if (bpf_map_update_elem(&ipi_senders, &target, &n, BPF_ANY))
+		drop(DROP_SENDER);
+}
+
 SEC("tp_btf/ipi_send_cpu")
 int BPF_PROG(ipi_send_cpu, unsigned int cpu, unsigned long callsite, void *callback)
 {
-	struct sender s = {};
-
 	/* csd IPIs are paired by csd_queue_cpu; this keeps the others. */
 	if (!cpu_watched(cpu) || callback)
 		return 0;
-	fill_sender(ctx, &s, callsite, 0);
-	if (bpf_map_update_elem(&ipi_senders, &cpu, &s, BPF_ANY))
-		drop(DROP_SENDER);
+	note_plain(ctx, cpu, callsite);
 	return 0;
 }
 
@@ -1239,14 +1298,11 @@ int BPF_PROG(smp_many_cond, const struct cpumask *mask)
 SEC("fentry/native_smp_send_reschedule")
 int BPF_PROG(smp_send_reschedule, int cpu)
 {
-	struct sender s = {};
 	__u32 target = cpu;
 
 	if (!cpu_watched(target))
 		return 0;
-	fill_sender(ctx, &s, 0, 0);
-	if (bpf_map_update_elem(&ipi_senders, &target, &s, BPF_ANY))
-		drop(DROP_SENDER);
+	note_plain(ctx, target, 0);
 	return 0;
 }
 
@@ -1282,13 +1338,10 @@ int BPF_PROG(csd_function_entry, void *func, void *csd)
 	add_cause(st, CLASS_IPI, KIND_CSD_FUNCTION, 0, (__u64)func);
 	s = bpf_map_lookup_elem(&csd_senders, &key);
 	if (s && s->valid) {
-		note_sent(st, s);
-		if (!st->sender.valid)
-			__builtin_memcpy(&st->sender, s, sizeof(*s));
 		/* Marked, not deleted: a delete takes the LRU lock on the
 		 * protected CPU, and the next queueing of this csd (per-CPU
 		 * csds are reused) overwrites the entry anyway. */
-		s->valid = 0;
+		attach_sender(st, s);
 		/* Consumed: the per-CPU fallback must not reuse it. */
 		cpu = bpf_get_smp_processor_id();
 		s = bpf_map_lookup_elem(&csd_last, &cpu);

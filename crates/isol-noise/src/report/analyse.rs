@@ -628,6 +628,7 @@ fn miss(
                             .collect(),
                         cause: rec.cause,
                         sender: rec.sender,
+                        other_sender: rec.other_sender,
                         inside: inside(i, r),
                     }
                 })

@@ -197,6 +197,9 @@ pub struct MissEntry {
     pub inside: bool,
     /// An IPI's sender, with its stack (as isol.watch/1).
     pub sender: Option<isol_capture::record::Sender>,
+    /// Another IPI's sender in the same entry (as isol.watch/1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_sender: Option<isol_capture::record::Sender>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -59,6 +59,23 @@ fn record_of(r: &RawRecord) -> Record {
             stack_not_taken: None,
             sent_ns: r.start_ns.saturating_sub(2_000),
         }),
+        // A reschedule IPI's: the fair server's kick first, then (when
+        // the raw record says there was one) a POSIX timer's signal.
+        other_sender: (r.primary.kind == 7 && r.sender2.valid != 0).then(|| Sender {
+            cpu: 0,
+            context: "hardirq",
+            pid: 43,
+            comm: "isol-inject".into(),
+            callsite: "signal_wake_up_state".into(),
+            function: String::new(),
+            stack: vec![
+                "native_smp_send_reschedule".into(),
+                "signal_wake_up_state+0x2a".into(),
+                "posix_timer_fn+0x40".into(),
+            ],
+            stack_not_taken: None,
+            sent_ns: r.start_ns.saturating_sub(1_000),
+        }),
     }
 }
 
@@ -711,4 +728,26 @@ fn an_injection_while_the_cpu_went_idle_is_not_judged() {
     let r = made_up_full(Some(&[K::Timer]), &[timer], &[idle]);
     let t = &r.per_cpu[0].recall["timer"];
     assert_eq!((t.in_gap, t.named, t.preempted), (0, 0, 1), "{t:?}");
+}
+
+#[test]
+fn a_timer_whose_kick_shares_its_ipi_with_another_is_named_by_the_other_sender() {
+    use crate::inject::Kind as K;
+    let base = 1_000_000_000;
+    let timer = Injection {
+        kind: K::Timer,
+        cpu: 1,
+        before_ns: base + 601_000_000,
+        after_ns: base + 601_200_000,
+    };
+    // A reschedule IPI in the window, whose first sender is not the timer.
+    let mut kick = raw(base + 601_100_000, 20_000, 2, 7);
+    let r = made_up_full(Some(&[K::Timer]), &[timer], &[kick]);
+    let t = &r.per_cpu[0].recall["timer"];
+    assert_eq!((t.in_gap, t.named), (1, 0), "{t:?}");
+    // The same IPI, the timer's signal its other sender: named.
+    kick.sender2.valid = 1;
+    let r = made_up_full(Some(&[K::Timer]), &[timer], &[kick]);
+    let t = &r.per_cpu[0].recall["timer"];
+    assert_eq!((t.in_gap, t.named), (1, 1), "{t:?}");
 }
