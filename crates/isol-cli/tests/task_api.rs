@@ -1040,7 +1040,116 @@ fn lru_quiesce_keeps_lru_add_drain_all_off_the_cpu() {
         rx.recv_timeout(Duration::from_secs(60))
             .expect("isol watch reported nothing");
     }
-    let runs = [false, true].map(|q| (q, lru_run(q)));
+    let mut recs: Vec<Value> = Vec::new();
+    // Every record of CPU 1 up to `to`: a spinner there gives it entries
+    // (ticks) until one begins after `to`, or the deadline.
+    let collect_until = |recs: &mut Vec<Value>, to: u64| {
+        let _spin = Proc(
+            pinned(&mut Command::new("sh"), 1)
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(&l).unwrap();
+            if v["type"] != "interruption" || v["cpu"] != 1 {
+                continue;
+            }
+            let late = v["start_ns"].as_u64().unwrap() > to;
+            recs.push(v);
+            if late {
+                return;
+            }
+        }
+        panic!("no record on CPU 1 after the run within 30 s");
+    };
+    let in_window = |recs: &[Value], from: u64, to: u64| -> Vec<Value> {
+        recs.iter()
+            .filter(|r| {
+                let t = r["start_ns"].as_u64().unwrap();
+                t >= from && t <= to
+            })
+            .cloned()
+            .collect()
+    };
+    let is_drain = |r: &Value| {
+        r["chain"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["detail"] == "lru_add_drain_per_cpu")
+    };
+
+    // The control: the drain reached CPU 1: a drain item ran there, or
+    // compaction waited out the victim's 300 ms at SCHED_FIFO for what it
+    // had queued there (on 6.18 the item is not always seen in the
+    // window, though compaction waits for CPU 1).
+    let (from, to, ms, pid) = lru_run(false);
+    collect_until(&mut recs, to);
+    let w = in_window(&recs, from, to);
+    let d: Vec<&Value> = w.iter().filter(|r| is_drain(r)).collect();
+    eprintln!(
+        "quiesce false: compaction took {ms} ms; {} drain items on CPU 1",
+        d.len()
+    );
+    assert!(
+        !d.is_empty() || ms >= 250,
+        "no lru_add_drain_per_cpu ran on CPU 1 after the victim {pid} touched fresh pages (compaction took {ms} ms; {} records on CPU 1 in the window): {d:?}\n{}",
+        w.len(),
+        w.iter()
+            .map(|r| format!("{} {}: {}", r["pid"], r["comm"], r["chain"]))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // With the quiesce, nothing of the victim's is left for the drain. A
+    // kernel thread that runs on CPU 1 meanwhile (the fair server lets one
+    // in for 5 % of a second; kblockd completing I/O) may fill the batch
+    // again: then the drain is its doing, seen as another task running on
+    // CPU 1 before the drain work in the window, and the run is repeated
+    // (at most 3 runs).
+    for attempt in 1..=3 {
+        let (from, to, ms, pid) = lru_run(true);
+        collect_until(&mut recs, to);
+        let w = in_window(&recs, from, to);
+        let d: Vec<&Value> = w.iter().filter(|r| is_drain(r)).collect();
+        eprintln!(
+            "quiesce true, run {attempt}: compaction took {ms} ms; {} drain items on CPU 1",
+            d.len()
+        );
+        if d.is_empty() {
+            // Nothing queued on CPU 1: the drain did not wait for the
+            // victim's 300 ms at SCHED_FIFO.
+            assert!(ms < 200, "compaction took {ms} ms: it waited for CPU 1");
+            break;
+        }
+        // Another task ran on CPU 1 before the drain work: in an earlier
+        // record of the window, or earlier in the drain's own chain.
+        let first_drain = d[0]["start_ns"].as_u64().unwrap();
+        let other = |c: &Value| {
+            c["class"] == "sched"
+                && c["pid"].as_u64().is_some_and(|p| p != pid as u64 && p != 0)
+                && !c["detail"].as_str().unwrap_or("").contains("mm_percpu_wq")
+        };
+        let excuse = w.iter().any(|r| {
+            r["start_ns"].as_u64().unwrap() < first_drain
+                && r["chain"].as_array().unwrap().iter().any(other)
+        }) || d[0]["chain"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .take_while(|c| c["detail"] != "lru_add_drain_per_cpu")
+            .any(other);
+        assert!(
+            excuse && attempt < 3,
+            "lru_add_drain_per_cpu ran on CPU 1 although the victim drained its batches (compaction took {ms} ms, run {attempt}; no other task ran there before it: {}): {d:?}",
+            !excuse
+        );
+    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(watch.pid() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -1048,57 +1157,8 @@ fn lru_quiesce_keeps_lru_add_drain_all_off_the_cpu() {
     .unwrap();
     let st = watch.0.wait().unwrap();
     assert!(st.success(), "isol watch: {st}");
+    drop(rx);
     reader.join().unwrap();
-    let recs: Vec<Value> = rx
-        .try_iter()
-        .map(|l| serde_json::from_str::<Value>(&l).unwrap())
-        .filter(|v| v["type"] == "interruption" && v["cpu"] == 1)
-        .collect();
-    let drains = |from: u64, to: u64| -> Vec<&Value> {
-        recs.iter()
-            .filter(|r| {
-                let t = r["start_ns"].as_u64().unwrap();
-                t >= from
-                    && t <= to
-                    && r["chain"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|c| c["detail"] == "lru_add_drain_per_cpu")
-            })
-            .collect()
-    };
-    for (quiesce, (from, to, ms, pid)) in runs {
-        let d = drains(from, to);
-        if quiesce {
-            assert!(
-                d.is_empty(),
-                "lru_add_drain_per_cpu ran on CPU 1 although the victim drained its batches (compaction took {ms} ms): {d:?}"
-            );
-            // Nothing queued on CPU 1: the drain did not wait for the
-            // victim's 300 ms at SCHED_FIFO.
-            assert!(ms < 200, "compaction took {ms} ms: it waited for CPU 1");
-        } else {
-            // The control: the drain reached CPU 1: a drain item ran there,
-            // or compaction waited out the victim's 300 ms at SCHED_FIFO
-            // for what it had queued there (on 6.18 the item is not always
-            // seen in the window, though compaction waits for CPU 1).
-            assert!(
-                !d.is_empty() || ms >= 250,
-                "no lru_add_drain_per_cpu ran on CPU 1 after the victim {pid} touched fresh pages (compaction took {ms} ms; {} records on CPU 1 in the window): {d:?}\n{}",
-                recs.iter().filter(|r| r["start_ns"].as_u64().unwrap() >= from && r["start_ns"].as_u64().unwrap() <= to).count(),
-                recs.iter()
-                    .filter(|r| r["start_ns"].as_u64().unwrap() >= from && r["start_ns"].as_u64().unwrap() <= to)
-                    .map(|r| format!("{} {}: {}", r["pid"], r["comm"], r["chain"]))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-        }
-        eprintln!(
-            "quiesce {quiesce}: compaction took {ms} ms; {} drain items on CPU 1",
-            d.len()
-        );
-    }
 }
 
 /// `chisol -a --preload libisol.so`: the unmodified program's memory is
