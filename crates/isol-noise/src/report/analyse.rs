@@ -559,10 +559,16 @@ fn recall(
                     let r = &records[order[e]];
                     // Running at some time in the window: a timer's
                     // interrupt may start (for another timer) before it
-                    // expires.
+                    // expires. Or, for a timer, anywhere in the gap in
+                    // which its handler ran: the signal came in that gap,
+                    // and the window's start is only inferred from the
+                    // period (under TCG the loop's clock drifts from the
+                    // kernel's by milliseconds).
+                    let handled_in = gaps[i].0 <= j.after_ns && j.after_ns < gaps[i].0 + gaps[i].1;
                     inside(i, r)
                         && r.start_ns <= hi
-                        && r.start_ns + r.duration_ns >= lo
+                        && (r.start_ns + r.duration_ns >= lo
+                            || (k == crate::inject::Kind::Timer && handled_in))
                         && crate::inject::names(k, &r.record())
                 })
                 .collect();

@@ -751,3 +751,26 @@ fn a_timer_whose_kick_shares_its_ipi_with_another_is_named_by_the_other_sender()
     let t = &r.per_cpu[0].recall["timer"];
     assert_eq!((t.in_gap, t.named), (1, 1), "{t:?}");
 }
+
+#[test]
+fn a_timers_kick_before_its_inferred_window_counts_in_the_gap_its_handler_ran_in() {
+    use crate::inject::Kind as K;
+    let base = 1_000_000_000;
+    let timer = |after_ns| Injection {
+        kind: K::Timer,
+        cpu: 1,
+        before_ns: base + 601_150_000,
+        after_ns,
+    };
+    // The kick (its sender's stack names posix_timer_fn) ended 30 us
+    // before the window the period gives; the handler ran in the same gap.
+    let mut kick = raw(base + 601_100_000, 20_000, 2, 7);
+    kick.sender2.valid = 1;
+    let r = made_up_full(Some(&[K::Timer]), &[timer(base + 601_200_000)], &[kick]);
+    let t = &r.per_cpu[0].recall["timer"];
+    assert_eq!((t.in_gap, t.named), (1, 1), "{t:?}");
+    // The handler ran after that gap: the kick is not its.
+    let r = made_up_full(Some(&[K::Timer]), &[timer(base + 602_500_000)], &[kick]);
+    let t = &r.per_cpu[0].recall["timer"];
+    assert_eq!((t.in_gap, t.named), (1, 0), "{t:?}");
+}
