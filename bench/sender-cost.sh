@@ -6,10 +6,15 @@
 # trace-cmd recording csd_queue_cpu with stacks. Interleaved rounds; the
 # median ops/s per setup and its ratio to nothing. isol-all is `isol watch
 # --all-stacks` (every sender's stack, as before stacks were sampled).
+# Every setup gets SETTLE seconds (default 3) once it is attached before
+# its round starts: isol says when it is ("watching"); bpftrace and
+# trace-cmd do not, and get 3 s for that first: so that no setup's round
+# pays for its own start (before, isol's began as soon as it said so,
+# the others' 3 s after their start).
 # Usage: bench/sender-cost.sh [V] [H] [ROUNDS] [SECONDS]   (root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-V=${1:-1}; H=${2:-0}; ROUNDS=${3:-5}; SECS=${4:-3}
+V=${1:-1}; H=${2:-0}; ROUNDS=${3:-5}; SECS=${4:-3}; SETTLE=${SETTLE:-3}
 OUT=target/bench; mkdir -p "$OUT"
 cargo build --release -q -p isol-cli
 ISOL=$PWD/target/release/isol
@@ -52,6 +57,7 @@ SETUPS=(none isol isol-all bpftrace trace-cmd)
 for r in $(seq "$ROUNDS"); do
   for s in "${SETUPS[@]}"; do
     start "$s"
+    sleep "$SETTLE"
     R[$s]+="$("$OUT/storm" "$V" "$H" "$SECS") "
     stop
   done
