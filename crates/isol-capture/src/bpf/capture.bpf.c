@@ -1186,10 +1186,18 @@ int BPF_PROG(csd_queue_cpu, unsigned int cpu, unsigned long callsite, void *func
 	if (bpf_map_update_elem(&csd_senders, &key, &s, BPF_ANY))
 		drop(DROP_SENDER);
 	/* The target's queue walk finds every csd by its pointer: the
-	 * per-CPU fallback is needed only without it (a map update saved
-	 * on every IPI the housekeeping CPUs send). */
-	if (!walk_csd_queue)
-		bpf_map_update_elem(&csd_last, &cpu, &s, BPF_ANY);
+	 * per-CPU fallback is needed only without it, and only for the csds
+	 * that run with no csd_function_entry of their own (remote
+	 * irq_work; the wake-ups after the first of a batch). A map update
+	 * saved on every other IPI the housekeeping CPUs send (the TLB
+	 * flushes among them). */
+	if (!walk_csd_queue) {
+		__u32 type = BPF_CORE_READ((struct __call_single_data *)csd, node.u_flags) &
+			     CSD_FLAG_TYPE_MASK;
+
+		if (type == CSD_TYPE_IRQ_WORK || type == CSD_TYPE_TTWU)
+			bpf_map_update_elem(&csd_last, &cpu, &s, BPF_ANY);
+	}
 	return 0;
 }
 
@@ -1308,6 +1316,15 @@ int BPF_PROG(smp_send_reschedule, int cpu)
 
 /* ---- the function an IPI ran on the target ---- */
 
+/* Whether csd_last may hold the sender of a csd that runs `func` (where
+ * csd_function_entry is, csd_queue_cpu writes it for wake-ups and
+ * irq_work only, and irq_work has no csd_function_entry): spares the
+ * protected CPU a lookup on every other IPI. */
+static __always_inline bool csd_last_may_hold(void *func)
+{
+	return !kallsyms_sched_ttwu_pending || (__u64)func == kallsyms_sched_ttwu_pending;
+}
+
 SEC("raw_tp/csd_function_entry")
 int BPF_PROG(csd_function_entry, void *func, void *csd)
 {
@@ -1328,6 +1345,8 @@ int BPF_PROG(csd_function_entry, void *func, void *csd)
 		s = bpf_map_lookup_elem(&csd_senders, &key);
 		if (s && s->valid) {
 			s->valid = 0;
+			if (!csd_last_may_hold(func))
+				return 0;
 			cpu = bpf_get_smp_processor_id();
 			s = bpf_map_lookup_elem(&csd_last, &cpu);
 			if (s)
@@ -1342,6 +1361,8 @@ int BPF_PROG(csd_function_entry, void *func, void *csd)
 		 * protected CPU, and the next queueing of this csd (per-CPU
 		 * csds are reused) overwrites the entry anyway. */
 		attach_sender(st, s);
+		if (!csd_last_may_hold(func))
+			return 0;
 		/* Consumed: the per-CPU fallback must not reuse it. */
 		cpu = bpf_get_smp_processor_id();
 		s = bpf_map_lookup_elem(&csd_last, &cpu);
