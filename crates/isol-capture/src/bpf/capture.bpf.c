@@ -1173,6 +1173,25 @@ static __always_inline void fill_sender(void *ctx, struct sender *s, __u64 calls
 		drop(DROP_STACK);
 }
 
+/* The sender of csd `key`. Per-CPU csds are reused, so its entry is
+ * usually there: once the target has taken it (`valid` 0) nobody reads it
+ * and it is rewritten in place, which costs the sender far less than an
+ * LRU update (a new element each time). One not taken yet (an async csd
+ * queued again, irq_work) is replaced whole: the target may be reading
+ * it. The target finds the csd only once the kernel has queued it, after
+ * this program. */
+static __always_inline void put_csd_sender(__u64 key, struct sender *s)
+{
+	struct sender *o = bpf_map_lookup_elem(&csd_senders, &key);
+
+	if (o && !o->valid) {
+		__builtin_memcpy(o, s, sizeof(*s));
+		return;
+	}
+	if (bpf_map_update_elem(&csd_senders, &key, s, BPF_ANY))
+		drop(DROP_SENDER);
+}
+
 /* raw_tp: tp_btf refuses a function-pointer argument (smp_call_func_t). */
 SEC("raw_tp/csd_queue_cpu")
 int BPF_PROG(csd_queue_cpu, unsigned int cpu, unsigned long callsite, void *func, void *csd)
@@ -1183,8 +1202,7 @@ int BPF_PROG(csd_queue_cpu, unsigned int cpu, unsigned long callsite, void *func
 	if (!cpu_watched(cpu))
 		return 0;
 	fill_sender(ctx, &s, callsite, (__u64)func);
-	if (bpf_map_update_elem(&csd_senders, &key, &s, BPF_ANY))
-		drop(DROP_SENDER);
+	put_csd_sender(key, &s);
 	/* The target's queue walk finds every csd by its pointer: the
 	 * per-CPU fallback is needed only without it, and only for the csds
 	 * that run with no csd_function_entry of their own (remote
