@@ -451,6 +451,23 @@ fn traceable_functions(tfs: &std::path::Path) -> std::collections::HashSet<Strin
 }
 
 /// bpf_task_pt_regs() (5.15) can be called by tracing programs here.
+/// Whether bpf_get_current_task_btf() exists (5.11): the programs then
+/// read the current task's ids and name by plain loads.
+fn has_current_task_btf() -> bool {
+    use libbpf_rs::libbpf_sys as sys;
+    // SAFETY: a probe with no options.
+    let r = unsafe {
+        sys::libbpf_probe_bpf_helper(
+            // libbpf cannot probe tracing programs; kprobes got the
+            // helper in the same release.
+            sys::BPF_PROG_TYPE_KPROBE,
+            sys::BPF_FUNC_get_current_task_btf,
+            std::ptr::null(),
+        )
+    };
+    r == 1
+}
+
 fn has_task_pt_regs() -> bool {
     use libbpf_rs::libbpf_sys as sys;
     // SAFETY: a probe with no options.
@@ -511,6 +528,7 @@ impl Capture {
             rodata.target_tgid = p;
         }
         rodata.want_syscalls = opts.syscalls as u8;
+        rodata.task_btf = has_current_task_btf() as u8;
         rodata.all_stacks = opts.all_stacks as u8;
         rodata.kallsyms_per_cpu_offset = syms.per_cpu_offset.unwrap_or(0);
         rodata.kallsyms_preempt_count = syms.preempt_count.unwrap_or(0);

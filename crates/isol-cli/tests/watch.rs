@@ -197,7 +197,7 @@ fn a_storm_of_identical_ipis_samples_sender_stacks_and_counts_the_rest() {
         sampled > 0,
         "every one of {taken} storm IPIs took its stack"
     );
-    // 16 per 100 ms and one in 64 of the rest (capture.bpf.c: STACK_BUDGET
+    // 16 per 100 ms and one in 256 of the rest (capture.bpf.c: STACK_BUDGET
     // per STACK_WINDOW_NS, STACK_ODDS), with room for chance.
     assert!(
         taken as u128 <= 16 * (watched.as_millis() / 100 + 5) + storm.len() as u128 / 32

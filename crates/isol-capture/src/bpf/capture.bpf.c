@@ -144,7 +144,7 @@ struct {
 const volatile __u8 all_stacks = 0;
 #define STACK_WINDOW_NS (100 * 1000 * 1000ULL)
 #define STACK_BUDGET 16
-#define STACK_ODDS 64 /* a power of two */
+#define STACK_ODDS 256 /* a power of two */
 
 struct stack_key {
 	__u64 callsite;
@@ -165,6 +165,23 @@ struct {
 	__type(key, struct stack_key);
 	__type(value, struct stack_window);
 } stack_windows SEC(".maps");
+
+/* The key this CPU last sent under, with its window: an IPI storm
+ * repeats one key, and a per-CPU array spares the sender the LRU's
+ * hashing (most of want_stack's cost) and a cache line other CPUs
+ * write. A key back from here finds its LRU window as it left it, so it
+ * may take more stacks than its budget, never fewer. */
+struct stack_recent {
+	struct stack_key key;
+	struct stack_window w;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stack_recent);
+} stack_recent SEC(".maps");
 
 /* Sender of a queued csd, keyed by the csd pointer (sender side writes,
  * target side reads and deletes). LRU: remote irq_work is queued like a
@@ -389,6 +406,25 @@ static __always_inline bool watched_here(void)
 	if (target_tgid)
 		return (bpf_get_current_pid_tgid() >> 32) == target_tgid;
 	return cpu_watched(bpf_get_smp_processor_id());
+}
+
+/* The current task's ids (tgid << 32 | pid) and name: one helper call
+ * and plain loads where bpf_get_current_task_btf() exists (5.11+, set by
+ * user space), two helper calls before. Each call's return is paid in
+ * full under return-thunk mitigations (AMD's SRSO), on entry paths and
+ * the sender's alike. */
+const volatile __u8 task_btf = 0;
+
+static __always_inline __u64 current_ids(char *comm)
+{
+	if (task_btf) {
+		struct task_struct *t = bpf_get_current_task_btf();
+
+		__builtin_memcpy(comm, t->comm, TASK_COMM);
+		return (__u64)t->tgid << 32 | (__u32)t->pid;
+	}
+	bpf_get_current_comm(comm, TASK_COMM);
+	return bpf_get_current_pid_tgid();
 }
 
 static __always_inline struct cpu_state *cur_state(void)
@@ -648,7 +684,7 @@ static __always_inline void add_cause(struct cpu_state *st, __u8 class, __u8 kin
 
 static __always_inline void open_episode(struct cpu_state *st, __u64 now)
 {
-	__u64 id = bpf_get_current_pid_tgid();
+	__u64 id = current_ids(st->comm);
 
 	st->start = now;
 	st->depth = 0;
@@ -666,7 +702,6 @@ static __always_inline void open_episode(struct cpu_state *st, __u64 now)
 	st->sender2.valid = 0;
 	if (st->tid == 0)
 		st->flags |= REC_IDLE;
-	bpf_get_current_comm(st->comm, sizeof(st->comm));
 }
 
 /* The primary cause: chain[0]'s class, refined by the most telling detail
@@ -1117,29 +1152,12 @@ int BPF_PROG(irq_work_exit, int vector)
 
 /* ---- IPI senders (run on the sending, housekeeping CPU) ---- */
 
-/* Whether this sender takes its stack (see all_stacks). */
-static __always_inline bool want_stack(struct sender *s)
+/* Whether a key's window, now at `now`, takes this stack. */
+static __always_inline bool window_takes(struct stack_window *w, __u64 now)
 {
-	struct stack_key k = {};
-	struct stack_window *w, nw = {};
-
-	/* No callsite (fentry hooks): the stack tells it. */
-	if (all_stacks || strict_count || !s->callsite)
-		return true;
-	k.callsite = s->callsite;
-	k.func = s->func;
-	k.pid = s->pid;
-	k.context = s->context;
-	w = bpf_map_lookup_elem(&stack_windows, &k);
-	if (!w) {
-		nw.start_ns = s->sent_ns;
-		nw.taken = 1;
-		bpf_map_update_elem(&stack_windows, &k, &nw, BPF_ANY);
-		return true;
-	}
 	/* Racing senders of one key may both take one: more, never fewer. */
-	if (s->sent_ns - w->start_ns >= STACK_WINDOW_NS) {
-		w->start_ns = s->sent_ns;
+	if (now - w->start_ns >= STACK_WINDOW_NS) {
+		w->start_ns = now;
 		w->taken = 1;
 		return true;
 	}
@@ -1150,18 +1168,52 @@ static __always_inline bool want_stack(struct sender *s)
 	return !(bpf_get_prandom_u32() & (STACK_ODDS - 1));
 }
 
+/* Whether this sender takes its stack (see all_stacks). */
+static __always_inline bool want_stack(struct sender *s)
+{
+	struct stack_key k = {};
+	struct stack_window *w, nw = {};
+	struct stack_recent *r;
+	__u32 zero = 0;
+	bool take;
+
+	/* No callsite (fentry hooks): the stack tells it. */
+	if (all_stacks || strict_count || !s->callsite)
+		return true;
+	k.callsite = s->callsite;
+	k.func = s->func;
+	k.pid = s->pid;
+	k.context = s->context;
+	r = bpf_map_lookup_elem(&stack_recent, &zero);
+	if (r && r->key.callsite == k.callsite && r->key.func == k.func && r->key.pid == k.pid &&
+	    r->key.context == k.context)
+		return window_takes(&r->w, s->sent_ns);
+	w = bpf_map_lookup_elem(&stack_windows, &k);
+	if (w) {
+		take = window_takes(w, s->sent_ns);
+		nw = *w;
+	} else {
+		nw.start_ns = s->sent_ns;
+		nw.taken = 1;
+		bpf_map_update_elem(&stack_windows, &k, &nw, BPF_ANY);
+		take = true;
+	}
+	if (r) {
+		r->key = k;
+		r->w = nw;
+	}
+	return take;
+}
+
 static __always_inline void fill_sender(void *ctx, struct sender *s, __u64 callsite, __u64 func)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-
+	s->pid = (__u32)current_ids(s->comm);
 	s->callsite = callsite;
 	s->func = func;
 	s->sent_ns = bpf_ktime_get_ns();
 	s->cpu = bpf_get_smp_processor_id();
-	s->pid = (__u32)id;
 	s->valid = 1;
 	s->context = sender_context();
-	bpf_get_current_comm(s->comm, sizeof(s->comm));
 	if (!want_stack(s)) {
 		s->stack_id = -1;
 		s->stack = SENDER_STACK_SAMPLED;
@@ -1192,30 +1244,35 @@ static __always_inline void put_csd_sender(__u64 key, struct sender *s)
 		drop(DROP_SENDER);
 }
 
-/* raw_tp: tp_btf refuses a function-pointer argument (smp_call_func_t). */
-SEC("raw_tp/csd_queue_cpu")
-int BPF_PROG(csd_queue_cpu, unsigned int cpu, unsigned long callsite, void *func, void *csd)
+/* tp_btf with its arguments read by hand: the verifier refuses a load
+ * of the function-pointer one (smp_call_func_t), so the function is read
+ * from the csd, as the tracepoint's callers take it (kernel/smp.c: a
+ * wake-up's is sched_ttwu_pending; irq_work keeps its func where a csd
+ * keeps its own). A BTF pointer is read by plain loads, where raw_tp
+ * needed a bpf_probe_read_kernel() call on the sending CPU. */
+SEC("tp_btf/csd_queue_cpu")
+int csd_queue_cpu(__u64 *ctx)
 {
+	__u32 cpu = ctx[0];
+	struct __call_single_data *csd = (void *)ctx[3];
 	struct sender s = {};
-	__u64 key = (__u64)csd;
+	__u32 type;
+	__u64 func;
 
 	if (!cpu_watched(cpu))
 		return 0;
-	fill_sender(ctx, &s, callsite, (__u64)func);
-	put_csd_sender(key, &s);
+	type = csd->node.u_flags & CSD_FLAG_TYPE_MASK;
+	func = type == CSD_TYPE_TTWU ? kallsyms_sched_ttwu_pending : (__u64)csd->func;
+	fill_sender(ctx, &s, ctx[1], func);
+	put_csd_sender((__u64)csd, &s);
 	/* The target's queue walk finds every csd by its pointer: the
 	 * per-CPU fallback is needed only without it, and only for the csds
 	 * that run with no csd_function_entry of their own (remote
 	 * irq_work; the wake-ups after the first of a batch). A map update
 	 * saved on every other IPI the housekeeping CPUs send (the TLB
 	 * flushes among them). */
-	if (!walk_csd_queue) {
-		__u32 type = BPF_CORE_READ((struct __call_single_data *)csd, node.u_flags) &
-			     CSD_FLAG_TYPE_MASK;
-
-		if (type == CSD_TYPE_IRQ_WORK || type == CSD_TYPE_TTWU)
-			bpf_map_update_elem(&csd_last, &cpu, &s, BPF_ANY);
-	}
+	if (!walk_csd_queue && (type == CSD_TYPE_IRQ_WORK || type == CSD_TYPE_TTWU))
+		bpf_map_update_elem(&csd_last, &cpu, &s, BPF_ANY);
 	return 0;
 }
 

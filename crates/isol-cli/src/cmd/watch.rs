@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long)]
     syscalls: bool,
     /// Take every IPI sender's kernel stack. By default the first 16 per
-    /// callsite, function and sending task every 100 ms and one in 64 of
+    /// callsite, function and sending task every 100 ms and one in 256 of
     /// the rest are taken, the others counted as `stack_sampled`
     /// (`"stack": null` in --events):
     /// a stack costs the sending CPU more than the rest of naming an IPI.
