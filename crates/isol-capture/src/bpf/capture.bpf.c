@@ -339,17 +339,41 @@ struct pcpu_hot___local {
 	int preempt_count;
 } __attribute__((preserve_access_index));
 
+/* This CPU's __per_cpu_offset, read once: it never changes, and the
+ * sender's context and the target's queue walk need it on every IPI (a
+ * per-CPU array is a few loads; bpf_probe_read_kernel() is a call). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} cpu_offset SEC(".maps");
+
+/* This CPU's __per_cpu_offset, or 0 if unknown. */
+static __always_inline __u64 this_cpu_offset(void)
+{
+	__u32 zero = 0;
+	__u64 *o = bpf_map_lookup_elem(&cpu_offset, &zero);
+
+	if (!o || !kallsyms_per_cpu_offset)
+		return 0;
+	if (!*o &&
+	    bpf_probe_read_kernel(o, sizeof(*o),
+				  (void *)(kallsyms_per_cpu_offset +
+					   bpf_get_smp_processor_id() * sizeof(__u64))))
+		*o = 0;
+	return *o;
+}
+
 /* This CPU's copy of a per-CPU variable found in kallsyms, or 0. */
 static __always_inline __u64 kallsyms_this_cpu(__u64 sym)
 {
-	__u64 off = 0;
+	__u64 off;
 
-	if (!sym || !kallsyms_per_cpu_offset ||
-	    bpf_probe_read_kernel(&off, sizeof(off),
-				  (void *)(kallsyms_per_cpu_offset +
-					   bpf_get_smp_processor_id() * sizeof(__u64))))
+	if (!sym)
 		return 0;
-	return sym + off;
+	off = this_cpu_offset();
+	return off ? sym + off : 0;
 }
 
 /* This CPU's preempt count, or -1 if this kernel does not say. */
@@ -1053,10 +1077,7 @@ static __always_inline void walk_call_queue(struct cpu_state *st)
 	struct sender *s;
 	__u32 arg;
 
-	if (!st || !st->start ||
-	    bpf_probe_read_kernel(&off, sizeof(off),
-				  (void *)(kallsyms_per_cpu_offset +
-					   bpf_get_smp_processor_id() * sizeof(__u64))) ||
+	if (!st || !st->start || !(off = this_cpu_offset()) ||
 	    bpf_probe_read_kernel(&node, sizeof(node), (void *)(kallsyms_call_single_queue + off)))
 		return;
 	for (int i = 0; i < MAX_WALK && node; i++) {
