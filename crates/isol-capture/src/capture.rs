@@ -450,35 +450,26 @@ fn traceable_functions(tfs: &std::path::Path) -> std::collections::HashSet<Strin
         .collect()
 }
 
-/// bpf_task_pt_regs() (5.15) can be called by tracing programs here.
+/// Whether this kernel has a BPF helper, probed with a kprobe program
+/// (libbpf cannot probe tracing programs; the helpers asked about came to
+/// both in the same release).
+fn has_helper(helper: libbpf_rs::libbpf_sys::bpf_func_id) -> bool {
+    use libbpf_rs::libbpf_sys as sys;
+    // SAFETY: a probe with no options.
+    unsafe {
+        sys::libbpf_probe_bpf_helper(sys::BPF_PROG_TYPE_KPROBE, helper, std::ptr::null()) == 1
+    }
+}
+
 /// Whether bpf_get_current_task_btf() exists (5.11): the programs then
 /// read the current task's ids and name by plain loads.
 fn has_current_task_btf() -> bool {
-    use libbpf_rs::libbpf_sys as sys;
-    // SAFETY: a probe with no options.
-    let r = unsafe {
-        sys::libbpf_probe_bpf_helper(
-            // libbpf cannot probe tracing programs; kprobes got the
-            // helper in the same release.
-            sys::BPF_PROG_TYPE_KPROBE,
-            sys::BPF_FUNC_get_current_task_btf,
-            std::ptr::null(),
-        )
-    };
-    r == 1
+    has_helper(libbpf_rs::libbpf_sys::BPF_FUNC_get_current_task_btf)
 }
 
+/// bpf_task_pt_regs() (5.15) can be called by tracing programs here.
 fn has_task_pt_regs() -> bool {
-    use libbpf_rs::libbpf_sys as sys;
-    // SAFETY: a probe with no options.
-    let r = unsafe {
-        sys::libbpf_probe_bpf_helper(
-            sys::BPF_PROG_TYPE_KPROBE,
-            sys::BPF_FUNC_task_pt_regs,
-            std::ptr::null(),
-        )
-    };
-    r == 1
+    has_helper(libbpf_rs::libbpf_sys::BPF_FUNC_task_pt_regs)
 }
 
 impl Capture {

@@ -593,6 +593,15 @@ pub fn activate_then(keep: impl FnOnce(&ActivationReport)) -> Result<ActivationR
         took_ms: t0.elapsed().as_millis() as u64,
     };
     keep(&report);
+    // Last, the LRU again: the vmstat park's fresh page and this
+    // function's own allocations (the report) may have faulted pages into
+    // this CPU's LRU batch since its drain, and left there any CPU's
+    // lru_add_drain_all() (compaction, mlock, migration) queues work here.
+    // Not where the tick runs (settle): a drain that moves pages dirties
+    // the counters after they settled, and the shepherd would come back.
+    if native.is_none() && cfg.quiesce.contains(Quiesce::LRU) && plan != VmstatPlan::Settle {
+        stock::quiesce::lru()?;
+    }
     if registered && reg.pending {
         protocol::arm();
     }

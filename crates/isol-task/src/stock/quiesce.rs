@@ -45,7 +45,11 @@
 //! work on every CPU whose LRU or mlock batches hold pages. A local
 //! `lru_add_drain()` empties ours: `madvise(MADV_COLD)` on an unlocked,
 //! unpopulated page runs exactly that, and flushes no TLB since nothing is
-//! mapped.
+//! mapped. Activation drains once more at its very end (except where the
+//! vmstat work settles with the tick running): park's fresh page and
+//! activation's own allocations fault pages into the batch after the
+//! first drain (a lab run on 6.1 had compaction queue the drain work on
+//! the CPU 2 ms into the loop).
 //!
 //! # Timers
 //!
