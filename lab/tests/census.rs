@@ -32,6 +32,20 @@ fn traced(r: &Value, callbacks: &[&str], frames: &[&str]) -> bool {
     })
 }
 
+/// [`traced`], or else its sender had no stack and a stack not taken was
+/// counted (`drops.stack`): the stack table refuses a stack whose bucket
+/// holds another (no BPF_F_REUSE_STACKID, which would give old records
+/// the wrong stack), the same one every time within a boot (a CI run lost
+/// all 6 of a vfree path's this way).
+fn traced_or_counted(r: &Value, callbacks: &[&str], frames: &[&str]) -> bool {
+    traced(r, callbacks, frames)
+        || (r["drops"]["stack"].as_u64().unwrap_or(0) > 0
+            && rows(r, "senders").iter().any(|s| {
+                callbacks.iter().any(|c| s["callback"] == *c)
+                    && s["stack"].as_array().is_none_or(|f| f.is_empty())
+            }))
+}
+
 fn on(series: Series) {
     let spec = KernelSpec::new(series, Flavour::Cloud);
     let out = Lab::new()
@@ -70,7 +84,10 @@ fn on(series: Series) {
 
     // smp_call_function user: membarrier.
     assert!(count(&a, "ipi_mb") > 0, "{spec}: {brief:?}");
-    assert!(traced(&a, &["ipi_mb"], &["membarrier"]), "{spec}");
+    assert!(
+        traced_or_counted(&a, &["ipi_mb"], &["membarrier"]),
+        "{spec}"
+    );
     // User TLB shootdown.
     // (5.10 names its callback flush_tlb_func_remote.)
     let tlb = ["flush_tlb_func", "flush_tlb_func_remote"];
@@ -78,18 +95,21 @@ fn on(series: Series) {
         tlb.iter().map(|f| count(&a, f)).sum::<u64>() > 0,
         "{spec}: {brief:?}"
     );
-    assert!(traced(&a, &tlb, &["munmap", "mprotect"]), "{spec}");
+    assert!(
+        traced_or_counted(&a, &tlb, &["munmap", "mprotect"]),
+        "{spec}"
+    );
     // Kernel TLB flush from the vmalloc/vfree churn (the IPI deferral series'
     // do_flush_tlb_all / do_kernel_range_flush).
     assert!(count(&a, "do_flush_tlb_all") + count(&a, "do_kernel_range_flush") > 0);
-    assert!(traced(
+    assert!(traced_or_counted(
         &a,
         &["do_flush_tlb_all", "do_kernel_range_flush"],
         &["purge_vmap_area", "vm_unmap_aliases", "vfree"]
     ));
     // text_poke: do_sync_core, traced to the static key flip (or the JIT).
     assert!(count(&a, "do_sync_core") > 0);
-    assert!(traced(
+    assert!(traced_or_counted(
         &a,
         &["do_sync_core"],
         &["text_poke", "tracepoint_probe", "jit"]
@@ -100,7 +120,7 @@ fn on(series: Series) {
         return;
     }
     assert!(count(&a, "nohz_full_kick_func") > 0, "{spec}: {brief:?}");
-    assert!(traced(
+    assert!(traced_or_counted(
         &a,
         &["nohz_full_kick_func"],
         &["posix_cpu_timer", "tick_nohz_dep_set", "timer_settime"]
