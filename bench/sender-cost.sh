@@ -65,10 +65,7 @@ start() { # setup -> starts it in the background, waits until attached
       # check. What is left is the kernel's cost of running ~11 BPF
       # programs per op (tracepoint, dispatch, return thunks), which no
       # program of isol's can lower; isol minus this is isol's own work.
-      rm -f "$OUT/w.err"
-      taskset -c "$H" "$ISOL" watch --cpus "$V" -D 3600 --json >/dev/null 2>"$OUT/w.err" &
-      BG=$!
-      until grep -q watching "$OUT/w.err" 2>/dev/null; do sleep 0.1; done
+      start isol
       disarm ;;
     bpftrace)
       taskset -c "$H" bpftrace -e "tracepoint:csd:csd_queue_cpu /args->cpu == $V/ { @[kstack] = count(); }" >/dev/null 2>"$OUT/b.err" &
@@ -83,7 +80,9 @@ start() { # setup -> starts it in the background, waits until attached
 stop() { [ -n "$BG" ] && { kill -INT "$BG"; wait "$BG" 2>/dev/null || true; }; BG=""; rm -f "$OUT"/tc.dat*; }
 
 declare -A R
-SETUPS=(none isol isol-floor isol-all bpftrace trace-cmd)
+# SETUPS (space-separated) runs a subset; "none" is always among them.
+read -r -a SETUPS <<< "${SETUPS:-none isol isol-floor isol-all bpftrace trace-cmd}"
+[[ " ${SETUPS[*]} " == *" none "* ]] || SETUPS=(none "${SETUPS[@]}")
 for r in $(seq "$ROUNDS"); do
   for s in "${SETUPS[@]}"; do
     start "$s"

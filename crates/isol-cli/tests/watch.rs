@@ -198,9 +198,11 @@ fn a_storm_of_identical_ipis_samples_sender_stacks_and_counts_the_rest() {
         "every one of {taken} storm IPIs took its stack"
     );
     // 16 per 100 ms and one in 256 of the rest (capture.bpf.c: STACK_BUDGET
-    // per STACK_WINDOW_NS, STACK_ODDS), with room for chance.
+    // per STACK_WINDOW_NS, STACK_ODDS), with room for chance: twice the
+    // odds. (A key that left the sending CPU's cache for another sender's
+    // and came back once took a new budget each time: 4 times the odds.)
     assert!(
-        taken as u128 <= 16 * (watched.as_millis() / 100 + 5) + storm.len() as u128 / 32
+        taken as u128 <= 16 * (watched.as_millis() / 100 + 5) + storm.len() as u128 / 128
             && taken < storm.len(),
         "{taken} of {} storm IPIs took their stack",
         storm.len()

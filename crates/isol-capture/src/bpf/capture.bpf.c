@@ -169,11 +169,16 @@ struct {
 /* The key this CPU last sent under, with its window: an IPI storm
  * repeats one key, and a per-CPU array spares the sender the LRU's
  * hashing (most of want_stack's cost) and a cache line other CPUs
- * write. A key back from here finds its LRU window as it left it, so it
- * may take more stacks than its budget, never fewer. */
+ * write. The window goes back to the LRU when another key takes the slot
+ * (racing CPUs of one key may take more stacks than its budget, never
+ * fewer). */
 struct stack_recent {
 	struct stack_key key;
 	struct stack_window w;
+	/* This CPU's sampling generator (xorshift64): bpf_get_prandom_u32()
+	 * is a helper call, paid by nearly every sender of a storm (past its
+	 * budget), and sampling needs no better than a few shifts. */
+	__u64 rnd;
 };
 
 struct {
@@ -1174,7 +1179,22 @@ int BPF_PROG(irq_work_exit, int vector)
 /* ---- IPI senders (run on the sending, housekeeping CPU) ---- */
 
 /* Whether a key's window, now at `now`, takes this stack. */
-static __always_inline bool window_takes(struct stack_window *w, __u64 now)
+/* One draw of this CPU's generator: true one time in STACK_ODDS. Seeded
+ * from the clock; never 0 (xorshift's fixed point). */
+static __always_inline bool sample_draw(__u64 *rnd, __u64 now)
+{
+	__u64 x = *rnd;
+
+	if (!x)
+		x = now | 1;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*rnd = x;
+	return !((x >> 32) & (STACK_ODDS - 1));
+}
+
+static __always_inline bool window_takes(struct stack_window *w, __u64 now, __u64 *rnd)
 {
 	/* Racing senders of one key may both take one: more, never fewer. */
 	if (now - w->start_ns >= STACK_WINDOW_NS) {
@@ -1186,6 +1206,8 @@ static __always_inline bool window_takes(struct stack_window *w, __u64 now)
 		w->taken++;
 		return true;
 	}
+	if (rnd)
+		return sample_draw(rnd, now);
 	return !(bpf_get_prandom_u32() & (STACK_ODDS - 1));
 }
 
@@ -1208,10 +1230,10 @@ static __always_inline bool want_stack(struct sender *s)
 	r = bpf_map_lookup_elem(&stack_recent, &zero);
 	if (r && r->key.callsite == k.callsite && r->key.func == k.func && r->key.pid == k.pid &&
 	    r->key.context == k.context)
-		return window_takes(&r->w, s->sent_ns);
+		return window_takes(&r->w, s->sent_ns, &r->rnd);
 	w = bpf_map_lookup_elem(&stack_windows, &k);
 	if (w) {
-		take = window_takes(w, s->sent_ns);
+		take = window_takes(w, s->sent_ns, r ? &r->rnd : NULL);
 		nw = *w;
 	} else {
 		nw.start_ns = s->sent_ns;
@@ -1220,6 +1242,16 @@ static __always_inline bool want_stack(struct sender *s)
 		take = true;
 	}
 	if (r) {
+		/* The key leaving the slot takes its window back to the LRU:
+		 * one coming back found the window it had when it came in, and
+		 * a storm's key, left and retaken between other senders'
+		 * IPIs, took its budget again each time (4 times the stacks it
+		 * should under bench/storm.c). */
+		if (r->key.callsite) {
+			w = bpf_map_lookup_elem(&stack_windows, &r->key);
+			if (w)
+				*w = r->w;
+		}
 		r->key = k;
 		r->w = nw;
 	}
