@@ -130,6 +130,17 @@ fn generator_ipis_appear_in_metrics_and_sighup_reloads() {
         .unwrap()
             > 0.0
     );
+    // The interval that counted them has its longest (TLB flushes come all
+    // the time, so every interval has one).
+    assert!(
+        sample(
+            &m,
+            "isol_interruption_worst_seconds{cpu=\"1\",class=\"ipi\"}"
+        )
+        .unwrap()
+            > 0.0,
+        "{m}"
+    );
     assert_eq!(sample(&m, "isol_watched_cpus"), Some(1.0));
     assert!(m.contains("isol_dropped_records_total{reason=\"ringbuf\"}"));
     // Every metric the Grafana dashboard plots exists.

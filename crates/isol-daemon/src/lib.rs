@@ -167,7 +167,6 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     let mut drift = drift::Drift::new();
     let mut last_drift: Option<Instant> = None;
     let mut last_update = Instant::now();
-    let mut recs = Vec::new();
     while !stop.load(Ordering::Relaxed) && opts.duration.is_none_or(|d| t0.elapsed() < d) {
         // API requests are served as they come; the rest every 50 ms.
         let tick_end = Instant::now() + Duration::from_millis(50);
@@ -185,15 +184,16 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             }
         }
         // Drain often so the ring never fills; fold at the interval.
-        recs.extend(cap.drain());
+        for r in cap.drain_raw() {
+            m.note_worst(&r);
+        }
         if last_update.elapsed() >= Duration::from_millis(cfg.interval_ms) {
             let _collecting = registry.write().unwrap_or_else(|e| e.into_inner());
             m.update_aggregates(&cap.aggregates());
-            m.update_worst(&recs);
+            m.update_worst();
             m.update_drops(cap.drops());
             m.update_breaks(&cap.breaks());
             m.isolated_tasks.set(cap.registrations().len() as i64);
-            recs.clear();
             last_update = Instant::now();
         }
         if last_drift.is_none_or(|t| t.elapsed() >= DRIFT_EVERY) {
