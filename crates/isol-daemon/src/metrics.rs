@@ -410,12 +410,14 @@ mod tests {
     #[test]
     fn worst_is_the_intervals_longest_per_cpu_and_class_then_zero() {
         let (mut m, r) = Metrics::new(4, 10_000, None);
-        let rec = |cpu, class: Class, ns| {
-            let mut x = RawRecord::default();
-            x.cpu = cpu;
-            x.primary.class = class as u8;
-            x.duration_ns = ns;
-            x
+        let rec = |cpu, class: Class, ns| RawRecord {
+            cpu,
+            duration_ns: ns,
+            primary: isol_capture::record::RawCause {
+                class: class as u8,
+                ..Default::default()
+            },
+            ..Default::default()
         };
         for x in [
             rec(1, Class::Ipi, 3_000),
