@@ -35,18 +35,12 @@ else
 fi
 
 if [ "$LAB_SERIES" = 6.1 ]; then
-	# Persistent mode: mmap/mlock/munmap every 100 ms. lru_add_drain_all()
-	# from CPU 0 twice a second (compaction) drains every CPU whose
-	# batches hold pages. The control also faults pages in from user space
-	# (what fills the batches: the system calls drain them themselves) and
-	# never re-quiesces.
-	(while [ ! -e /tmp/stop ]; do
-		echo 1 >/proc/sys/vm/compact_memory
-		sleep 0.5
-	done) &
-	G=$!
-	run persistent_control -q -l -n -u -t 10
-	run persistent -q -l -t 20 -r
-	touch /tmp/stop
-	wait $G
+	# Persistent mode: mmap/mlock/munmap every 100 ms. A thread of the
+	# sample on CPU 0 (-g 0) compacts memory twice a second, between two
+	# churns: its lru_add_drain_all() drains every CPU whose batches hold
+	# pages. The control also faults pages in from user space (what fills
+	# the batches: the system calls drain them themselves) and never
+	# re-quiesces.
+	run persistent_control -q -l -n -u -g 0 -t 10
+	run persistent -q -l -g 0 -t 20 -r
 fi
