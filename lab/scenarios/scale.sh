@@ -39,10 +39,13 @@ noisegen --cpu 1 --hk 0 --mb-hk $LAST --sleep --spin $ISO --pause \
 	--go /tmp/go.storm >/tmp/storm.out 2>&1 &
 STORM=$!
 
-# A 32 MiB ring: at 16 CPUs the storm outran isol's drain (on the
-# housekeeping CPUs, beside the generators) and the default 8 MiB dropped
-# 560 of 51k records once (counted, as ringbuf drops).
-isol watch --cpus $ISO --events --buffer-kb 32768 >/tmp/scale.json 2>/tmp/scale.err &
+# A 128 MiB ring (~420k records of 320 bytes): under TCG isol's reader,
+# on the housekeeping CPUs beside the generators, drains a few thousand
+# records a second while the 16-CPU storm makes up to ~26k (14 per
+# munmap): the default 8 MiB dropped 560 of 51k records once, 32 MiB
+# 4 206 of 129k on an idle host (counted, as ringbuf drops). The ring
+# holds a whole run; the guest gets 2 GiB for it (lab/tests/scale.rs).
+isol watch --cpus $ISO --events --buffer-kb 131072 >/tmp/scale.json 2>/tmp/scale.err &
 W=$!
 wait_for /tmp/scale.err watching
 
