@@ -1178,7 +1178,6 @@ int BPF_PROG(irq_work_exit, int vector)
 
 /* ---- IPI senders (run on the sending, housekeeping CPU) ---- */
 
-/* Whether a key's window, now at `now`, takes this stack. */
 /* One draw of this CPU's generator: true one time in STACK_ODDS. Seeded
  * from the clock; never 0 (xorshift's fixed point). */
 static __always_inline bool sample_draw(__u64 *rnd, __u64 now)
@@ -1194,6 +1193,8 @@ static __always_inline bool sample_draw(__u64 *rnd, __u64 now)
 	return !((x >> 32) & (STACK_ODDS - 1));
 }
 
+/* Whether a key's window, now at `now`, takes this stack (past its
+ * budget, a draw from `rnd`, or from the helper where there is none). */
 static __always_inline bool window_takes(struct stack_window *w, __u64 now, __u64 *rnd)
 {
 	/* Racing senders of one key may both take one: more, never fewer. */
