@@ -44,7 +44,8 @@ STORM=$!
 # records a second while the 16-CPU storm makes up to ~26k (14 per
 # munmap): the default 8 MiB dropped 560 of 51k records once, 32 MiB
 # 4 206 of 129k on an idle host (counted, as ringbuf drops). The ring
-# holds a whole run; the guest gets 2 GiB for it (lab/tests/scale.rs).
+# holds a whole run (its 128 MiB, ~70 MB of JSON in tmpfs and isol's
+# heap fit the guest's 1 GiB).
 isol watch --cpus $ISO --events --buffer-kb 131072 >/tmp/scale.json 2>/tmp/scale.err &
 W=$!
 wait_for /tmp/scale.err watching

@@ -62,9 +62,6 @@ fn scale(n: u32) {
     let out = Lab::new()
         .unwrap()
         .smp(n)
-        // The 128 MiB ring (mapped twice by libbpf) and the records'
-        // JSON in the guest's tmpfs.
-        .memory_mb(2048)
         .cmdline(&format!(
             "nohz_full=1-{iso} isolcpus=nohz,domain,managed_irq,1-{iso} rcu_nocbs=1-{iso} \
              irqaffinity=0,{last} tsc=reliable"
