@@ -5,7 +5,7 @@
  *
  *   noisegen --cpu N [--hk M] [--tlb] [--jit] [--fault] [--timer]
  *            [--duration S] [--counter FILE] [--ipi-storm]
- *            [--spin CPUS [--pause]] [--mb-hk M]
+ *            [--spin CPUS [--pause]] [--mb-hk M] [--syscall]
  *
  * The victim (main thread) spins on CPU N incrementing a counter with a
  * single atomic instruction, so an interrupt lands either before or after
@@ -35,6 +35,11 @@
  *   --timer     a 10 ms POSIX CPU-independent timer (hrtimer on CPU N)
  *   --cputimer  a 100 ms ITIMER_PROF (process CPU time): the kernel keeps
  *               the tick on CPU N to account it (tick dependency posix_timer)
+ *   --syscall   spends its time in the kernel: read()s 64 MiB of /dev/zero
+ *               in a loop, the counter counting calls, from its start (no
+ *               --go wait); --tlb then waits for --go and two more calls,
+ *               so that its first IPI lands inside one, not as the victim
+ *               comes back from a stop (SIGSTOP/CONT around isol's load)
  * --go FILE makes the generator and spinner threads wait until FILE
  * exists, so a test can arm isol first; --duration then counts from there.
  * --sleep makes the victim sleep instead of spinning: the generators that
@@ -70,6 +75,8 @@ static int hk_cpu = -1;
 static unsigned period_us = 1000;
 static const char *go_file;
 static int mb_cpu = -1, pause_spin;
+/* --syscall: the victim's call counter, which --tlb waits on. */
+static volatile uint64_t *syscall_calls;
 
 /* Generators wait for the go file (polled from the housekeeping CPU). */
 static void wait_go(void)
@@ -101,6 +108,11 @@ static void *tlb_thread(void *arg)
 	long storm = (long)arg;
 	pin(hk_cpu);
 	wait_go();
+	if (syscall_calls) {
+		uint64_t c0 = *syscall_calls;
+		while (!stop && *syscall_calls < c0 + 2)
+			usleep(1000);
+	}
 	while (!stop) {
 		char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED)
@@ -262,7 +274,7 @@ static void on_timer(int sig) { (void)sig; }
 int main(int argc, char **argv)
 {
 	int cpu = -1, tlb = 0, jit = 0, fault = 0, timer = 0, storm = 0, fifo = 0, mb = 0, perf = 0;
-	int sleep_victim = 0, cputimer = 0;
+	int sleep_victim = 0, cputimer = 0, in_syscall = 0;
 	double duration = 0;
 	const char *counter_path = NULL;
 	cpu_set_t spin;
@@ -294,6 +306,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--perf")) perf = 1;
 		else if (!strcmp(a, "--sleep")) sleep_victim = 1;
 		else if (!strcmp(a, "--cputimer")) cputimer = 1;
+		else if (!strcmp(a, "--syscall")) in_syscall = 1;
 		else {
 			fprintf(stderr, "noisegen: unknown argument %s\n", a);
 			return 2;
@@ -338,6 +351,8 @@ int main(int argc, char **argv)
 	 * would first have to run there to move, and a SCHED_FIFO victim
 	 * without RT throttling never lets them (kernels before 6.12 have no
 	 * fair deadline server to make room). */
+	if (in_syscall)
+		syscall_calls = counter;
 	pthread_t th;
 	pthread_attr_t ga;
 	pthread_attr_init(&ga);
@@ -359,6 +374,18 @@ int main(int argc, char **argv)
 		if (CPU_ISSET(c, &spin))
 			pthread_create(&th, &ga, spin_thread, (void *)(long)c);
 
+	enum { ZERO_READ = 64 << 20 };
+	char *zbuf = NULL;
+	int zfd = -1;
+	if (in_syscall) {
+		zfd = open("/dev/zero", O_RDONLY);
+		zbuf = mmap(NULL, ZERO_READ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+			    -1, 0);
+		if (zfd < 0 || zbuf == MAP_FAILED) {
+			perror("noisegen: --syscall");
+			return 2;
+		}
+	}
 	char *area = NULL;
 	size_t area_pages = (size_t)1 << 21, next_page = 0; /* 8 GiB of address space: 21 s at one fault per 10 us */
 	if (fault)
@@ -397,14 +424,25 @@ int main(int argc, char **argv)
 	printf("tid=%ld counter=%p\n", (long)syscall(SYS_gettid), (void *)counter);
 	fflush(stdout);
 
-	wait_go();
+	if (!in_syscall)
+		wait_go();
 	uint64_t start = now_ns(), last_fault = start;
 	uint64_t end = duration > 0 ? start + (uint64_t)(duration * 1e9) : UINT64_MAX;
 	while (sleep_victim && now_ns() < end)
 		usleep(100000);
 	for (; !sleep_victim;) {
-		for (int i = 0; i < 4096; i++)
+		if (in_syscall) {
+			/* Nothing else in user space: a few hundred ns there
+			 * per call of milliseconds. */
+			if (read(zfd, zbuf, ZERO_READ) < 0) {
+				perror("noisegen: read /dev/zero");
+				return 2;
+			}
 			__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+		} else {
+			for (int i = 0; i < 4096; i++)
+				__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+		}
 		uint64_t t = now_ns();
 		if (t >= end) {
 			fprintf(stderr, "noisegen: done at +%.3f s (t=%llu start=%llu)\n", (t - start) / 1e9,

@@ -46,3 +46,25 @@ wait $NG
 echo "victim_status=$?"
 section strict cat /tmp/strict.json
 section counter od -A n -t u8 -N 8 /tmp/ctr
+
+# Strict again, the victim in its own system calls (reads of /dev/zero):
+# where context tracking bounds them (nohz_full) the IPI lands inside the
+# call's episode, after the call in its chain; the break names the IPI.
+# Its TLB flushes wait for the go file and two more calls (noisegen.c).
+noisegen --cpu 1 --hk 0 --tlb --period-us 200 --fifo 10 --syscall --go /tmp/go3 --counter /tmp/ctr3 --duration 600 >/tmp/ng3.out &
+NG=$!
+wait_for /tmp/ng3.out tid=
+freeze $NG
+set -- $(sed 's/tid=//;s/counter=//' /tmp/ng3.out)
+TID=$1 ADDR=$2
+isol watch --cpus 1 -D 8 --events --syscalls --strict "$TID" --break-on ipi --progress-addr "$ADDR" >/tmp/strict3.json 2>/tmp/strict3.err &
+W=$!
+wait_for /tmp/strict3.err armed
+kill -CONT $NG
+touch /tmp/go3
+wait $W
+kill -0 $NG 2>/dev/null && echo "syscall victim still alive after the watch" && kill $NG
+wait $NG
+echo "syscall_victim_status=$?"
+section strict_syscall cat /tmp/strict3.json
+section counter_syscall od -A n -t u8 -N 8 /tmp/ctr3

@@ -64,7 +64,13 @@ struct cpu_state {
 	__u8 defer;
 	__u8 defer_unknown; /* a function of it has no known sender */
 	__u8 own_sender;    /* the break's sender is break_sender, not the episode's */
-	__u8 pad2[4];
+	/* Where in the chain the break's cause is (and the deferred IPI's):
+	 * the break names that handler, refined by the ones nested in it,
+	 * not the episode's first (an IPI landing in a softirq, or in the
+	 * task's own system call, broke it; the softirq did not). */
+	__u8 break_at;
+	__u8 defer_at;
+	__u8 pad2[2];
 	__u64 defer_sent_ns;  /* the latest queueing among its senders */
 	struct cause defer_cause;
 	struct sender break_sender; /* that latest sender: the break's, if it is one */
@@ -507,7 +513,7 @@ static __always_inline struct strict_cfg *registration(__u32 *key)
  * it now (before the return to user, so it runs no further instruction)
  * if strict, and clear its registration. */
 static __always_inline bool strict_break_now(struct cpu_state *st, struct strict_cfg *cfg,
-					     __u32 key, struct isol_page *pg, __u64 now,
+					     __u32 key, struct isol_page *pg, __u64 now, __u32 at,
 					     __u8 class, __u8 kind, __u32 arg, __u64 addr)
 {
 	struct strict_break *b, *prev;
@@ -546,6 +552,7 @@ static __always_inline bool strict_break_now(struct cpu_state *st, struct strict
 		st->own_sender = 0;
 		st->break_tid = tid;
 		st->break_page = key == tid ? cfg->page : 0;
+		st->break_at = at < MAX_CHAIN ? at : MAX_CHAIN;
 	}
 	if (pg) {
 		__sync_fetch_and_add(&pg->seq, 1);
@@ -577,8 +584,9 @@ static __always_inline bool strict_break_now(struct cpu_state *st, struct strict
 
 /* Strict mode: if the current task is registered and `class` breaks its
  * isolation, it is a break (see strict_break_now), except an IPI queued
- * before the task's activation, decided at the handler's end. */
-static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 kind,
+ * before the task's activation, decided at the handler's end. `at` is the
+ * cause's index in the episode's chain (MAX_CHAIN: not in it). */
+static __always_inline void strict_check(struct cpu_state *st, __u32 at, __u8 class, __u8 kind,
 					 __u32 arg, __u64 addr)
 {
 	struct strict_cfg *cfg;
@@ -640,13 +648,14 @@ static __always_inline void strict_check(struct cpu_state *st, __u8 class, __u8 
 		st->defer = 1;
 		st->defer_unknown = 0;
 		st->defer_sent_ns = 0;
+		st->defer_at = at < MAX_CHAIN ? at : MAX_CHAIN;
 		st->defer_cause.class = class;
 		st->defer_cause.kind = kind;
 		st->defer_cause.arg = arg;
 		st->defer_cause.addr = addr;
 		return;
 	}
-	strict_break_now(st, cfg, key, pg, now, class, kind, arg, addr);
+	strict_break_now(st, cfg, key, pg, now, at, class, kind, arg, addr);
 }
 
 /* A sender of the IPI being decided: the latest queueing counts. */
@@ -688,7 +697,7 @@ static __always_inline void decide_deferred(struct cpu_state *st)
 	}
 	/* The break names this IPI's sender, not the episode's first (when
 	 * that sender decided it). */
-	if (strict_break_now(st, cfg, key, pg, bpf_ktime_get_ns(), st->defer_cause.class,
+	if (strict_break_now(st, cfg, key, pg, bpf_ktime_get_ns(), st->defer_at, st->defer_cause.class,
 			     st->defer_cause.kind, st->defer_cause.arg, st->defer_cause.addr) &&
 	    !st->defer_unknown && st->defer_sent_ns) {
 		st->own_sender = 1;
@@ -733,12 +742,17 @@ static __always_inline void open_episode(struct cpu_state *st, __u64 now)
 		st->flags |= REC_IDLE;
 }
 
-/* The primary cause: chain[0]'s class, refined by the most telling detail
- * found deeper (the function an IPI ran, a timer's callback, a work item). */
-static __always_inline void primary_of(struct cpu_state *st, struct cause *p)
+/* The cause at chain[at] (the primary one: chain[0]), refined by the most
+ * telling detail found deeper (the function an IPI ran, a timer's
+ * callback, a work item). */
+static __always_inline void cause_at(struct cpu_state *st, __u32 at, struct cause *p)
 {
-	*p = st->chain[0];
+	if (at >= MAX_CHAIN)
+		return;
+	*p = st->chain[at];
 	for (int i = 1; i < MAX_CHAIN; i++) {
+		if (i <= at)
+			continue;
 		if (i >= st->nchain)
 			break;
 		struct cause *c = &st->chain[i];
@@ -794,7 +808,11 @@ static __always_inline void refine_break(struct cpu_state *st)
 
 	b = bpf_map_lookup_elem(&breaks, &st->break_tid);
 	if (b && b->ts_ns >= st->start) {
-		primary_of(st, &p);
+		/* The handler that broke it: as noted if not in the chain
+		 * (a truncated one). */
+		p = b->cause;
+		if (st->break_at < st->nchain)
+			cause_at(st, st->break_at, &p);
 		b->cause = p;
 		b->nchain = st->nchain;
 		b->flags = st->flags;
@@ -832,7 +850,7 @@ static __always_inline void close_episode(struct cpu_state *st, __u64 now)
 	decide_deferred(st);
 	if (st->flags & REC_STRICT_BREAK)
 		refine_break(st);
-	primary_of(st, &p);
+	cause_at(st, 0, &p);
 	st->start = 0;
 	if (p.class == CLASS_SYSCALL && !want_syscalls)
 		return;
@@ -887,10 +905,11 @@ static __always_inline void enter(__u8 class, __u8 kind, __u32 arg, __u64 addr)
 		}
 	}
 	st->guest_tid = 0;
+	__u32 at = st->nchain;
 	add_cause(st, class, kind, arg, addr);
 	st->depth++;
 	count_kind(kind);
-	strict_check(st, class, kind, arg, addr);
+	strict_check(st, at, class, kind, arg, addr);
 }
 
 /* A handler ends. */
@@ -1558,7 +1577,10 @@ int BPF_PROG(page_fault_user, unsigned long address, struct pt_regs *regs, unsig
 	st = cur_state();
 	if (!st)
 		return 0;
-	strict_check(st, CLASS_EXCEPTION, KIND_PAGE_FAULT, error_code, address);
+	/* Where no episode is open, the one opened below clears a break's
+	 * flag: it keeps the cause as noted (index unused). */
+	strict_check(st, st->start ? st->nchain : MAX_CHAIN, CLASS_EXCEPTION, KIND_PAGE_FAULT,
+		     error_code, address);
 	if (st->start) {
 		add_cause(st, CLASS_EXCEPTION, KIND_PAGE_FAULT, error_code, address);
 		return 0;
@@ -1825,10 +1847,11 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	st->sched = 1;
 	st->sched_prev = prev_pid;
 	st->sched_task = (__u64)prev;
+	__u32 at = st->nchain;
 	add_cause(st, CLASS_SCHED, KIND_PREEMPT, next_pid, 0);
 	/* After the episode opened: the break is its own (the flag survives,
 	 * the chain is completed into the break record). */
-	strict_check(st, CLASS_SCHED, KIND_PREEMPT, next_pid, 0);
+	strict_check(st, at, CLASS_SCHED, KIND_PREEMPT, next_pid, 0);
 	return 0;
 }
 
@@ -1855,7 +1878,7 @@ int BPF_PROG(user_exit, int dummy)
 		/* The third argument carries the arming syscall's magic: read
 		 * only when registrations exist (strict_check returns at once
 		 * otherwise). */
-		strict_check(st, CLASS_SYSCALL, KIND_SYSCALL, nr,
+		strict_check(st, 0, CLASS_SYSCALL, KIND_SYSCALL, nr,
 			     strict_count ? ARCH_SYSCALL_ARG3(regs) : 0);
 		if (!want_syscalls)
 			return 0; /* the task's own call: not an interruption */
@@ -1899,7 +1922,8 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 	st = cur_state();
 	if (!st)
 		return 0;
-	strict_check(st, CLASS_SYSCALL, KIND_SYSCALL, id,
+	/* Where an episode is open here, user_exit opened it with this call. */
+	strict_check(st, 0, CLASS_SYSCALL, KIND_SYSCALL, id,
 		     strict_count ? ARCH_SYSCALL_ARG3(regs) : 0);
 	/* Where context tracking bounds syscalls (user_exit opened the
 	 * episode) there is nothing to add; elsewhere a point record. */
@@ -2028,7 +2052,8 @@ static __always_inline void vm_exit_strict(struct cpu_state *st, __u32 reason, _
 		return;
 	if ((st->flags & REC_STRICT_BREAK) && st->break_tid == (__u32)bpf_get_current_pid_tgid())
 		return;
-	strict_check(st, CLASS_VMEXIT, KIND_VM_EXIT, reason, isa);
+	/* Its entry is chain[0], either way it opened. */
+	strict_check(st, 0, CLASS_VMEXIT, KIND_VM_EXIT, reason, isa);
 }
 
 /* Open the episode of a VM exit. */
