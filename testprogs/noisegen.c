@@ -5,7 +5,7 @@
  *
  *   noisegen --cpu N [--hk M] [--tlb] [--jit] [--fault] [--timer]
  *            [--duration S] [--counter FILE] [--ipi-storm]
- *            [--spin CPUS [--pause]] [--mb-hk M] [--syscall]
+ *            [--spin CPUS [--pause]] [--mb-hk M] [--syscall] [--wake]
  *
  * The victim (main thread) spins on CPU N incrementing a counter with a
  * single atomic instruction, so an interrupt lands either before or after
@@ -23,6 +23,10 @@
  *   --perf      open/close a per-CPU perf event on CPU N: the kernel
  *               installs it there with remote_function
  *   --ipi-storm munmap as fast as possible (flood)
+ *   --wake      write a byte every --period-us to a pipe that a thread
+ *               pinned to CPU N reads: a remote wake-up of that thread
+ *               (sched_ttwu_pending through the wake list when CPU N is
+ *               idle, on 6.0 and later; a reschedule IPI otherwise)
  * --period-us 0 makes --membarrier and --perf flood too.
  * --spin CPUS (a list: 1-6,9) adds a thread busy in user space on each of
  * CPUS, sharing this process's mm: every TLB flush and membarrier of the
@@ -223,6 +227,34 @@ static void *perf_thread(void *arg)
 	return NULL;
 }
 
+/* --wake: the reader on CPU N blocks in read(); the writer wakes it. */
+static int wake_pipe[2];
+
+static void *wakee_thread(void *arg)
+{
+	char c;
+	(void)arg;
+	pin(victim_cpu);
+	while (!stop && read(wake_pipe[0], &c, 1) == 1)
+		;
+	return NULL;
+}
+
+static void *waker_thread(void *arg)
+{
+	(void)arg;
+	pin(hk_cpu);
+	wait_go();
+	while (!stop) {
+		if (write(wake_pipe[1], "w", 1) != 1) {
+			perror("noisegen: --wake: write");
+			exit(2);
+		}
+		usleep(period_us);
+	}
+	return NULL;
+}
+
 /* Busy in user space on one CPU (born on the housekeeping CPU, moved
  * there at go): in the mm, never lazy, so a target of every flush. */
 static void *spin_thread(void *arg)
@@ -274,7 +306,7 @@ static void on_timer(int sig) { (void)sig; }
 int main(int argc, char **argv)
 {
 	int cpu = -1, tlb = 0, jit = 0, fault = 0, timer = 0, storm = 0, fifo = 0, mb = 0, perf = 0;
-	int sleep_victim = 0, cputimer = 0, in_syscall = 0;
+	int sleep_victim = 0, cputimer = 0, in_syscall = 0, wake = 0;
 	double duration = 0;
 	const char *counter_path = NULL;
 	cpu_set_t spin;
@@ -307,6 +339,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--sleep")) sleep_victim = 1;
 		else if (!strcmp(a, "--cputimer")) cputimer = 1;
 		else if (!strcmp(a, "--syscall")) in_syscall = 1;
+		else if (!strcmp(a, "--wake")) wake = 1;
 		else {
 			fprintf(stderr, "noisegen: unknown argument %s\n", a);
 			return 2;
@@ -323,7 +356,7 @@ int main(int argc, char **argv)
 			if (c != cpu && CPU_ISSET(c, &s)) { hk_cpu = c; break; }
 	}
 	victim_cpu = cpu;
-	if ((tlb || jit || storm || mb || perf || CPU_COUNT(&spin)) && hk_cpu < 0) {
+	if ((tlb || jit || storm || mb || perf || wake || CPU_COUNT(&spin)) && hk_cpu < 0) {
 		fprintf(stderr, "noisegen: no housekeeping CPU for the generators\n");
 		return 2;
 	}
@@ -370,6 +403,14 @@ int main(int argc, char **argv)
 		pthread_create(&th, &ga, membarrier_thread, NULL);
 	if (perf)
 		pthread_create(&th, &ga, perf_thread, NULL);
+	if (wake) {
+		if (pipe(wake_pipe)) {
+			perror("noisegen: --wake: pipe");
+			return 2;
+		}
+		pthread_create(&th, &ga, wakee_thread, NULL);
+		pthread_create(&th, &ga, waker_thread, NULL);
+	}
 	for (int c = 0; c < CPU_SETSIZE; c++)
 		if (CPU_ISSET(c, &spin))
 			pthread_create(&th, &ga, spin_thread, (void *)(long)c);

@@ -3,6 +3,7 @@
 # TLB-flush IPIs (munmap/mprotect), ipi_mb (membarrier) and
 # remote_function (perf_event_open on CPU 1); isol names each IPI's
 # function and sender and counts every vector as /proc/interrupts does.
+# A remote wake-up of a reader on the idle CPU 1 is named with its waker.
 # Then strict mode: the first TLB-flush IPI kills a registered victim.
 #
 # Victims are stopped while isol loads (see watch.sh: a vCPU spinning in
@@ -25,6 +26,20 @@ kill $NG
 wait $NG
 section ipis sh -c "cat /tmp/ipis.json; exit $rc"
 sed 's/^/[stderr] /' /tmp/ipis.err
+
+# A remote wake-up: a reader blocked on a pipe on CPU 1, idle otherwise,
+# woken by a writer on CPU 0 every 20 ms (noisegen --wake).
+noisegen --cpu 1 --hk 0 --wake --sleep --period-us 20000 --go /tmp/go.wake --duration 600 >/tmp/ngw.out &
+NG=$!
+wait_for /tmp/ngw.out tid=
+isol watch --cpus 1 -D 2 --events >/tmp/wake.json 2>/tmp/wake.err &
+W=$!
+wait_for /tmp/wake.err watching
+touch /tmp/go.wake
+wait $W
+kill $NG
+wait $NG
+section wake cat /tmp/wake.json
 
 # Strict: SCHED_FIFO victim (no RT throttling), registered for IPIs only,
 # on a tuned box (other IPIs, khugepaged's, would rightly come first).

@@ -4,7 +4,7 @@
 //! of them), with TLB-flush, membarrier and perf-event generators aimed at
 //! a victim on CPU 1:
 //! - each IPI's function and its sender, with a stack naming the syscall
-//!   that caused it;
+//!   that caused it; a remote wake-up's (sched_ttwu_pending) too;
 //! - isol's per-vector counts equal /proc/interrupts over the same run,
 //!   nothing dropped;
 //! - strict mode kills the victim on its first TLB-flush IPI, with no
@@ -111,6 +111,48 @@ fn on(series: Series) {
         v["isol"]["call_function"].as_u64().unwrap() > 0,
         "{spec}: {v}"
     );
+
+    // A remote wake-up of the reader on the idle CPU 1: an IPI sent by the
+    // pipe's writer, its stack naming pipe_write. 6.0 on queues the wakee
+    // on the idle CPU's wake list (sched_ttwu_pending); 5.10 does that only
+    // across caches, and otherwise sends a reschedule.
+    let wake = lines(&out.section("wake").unwrap().text);
+    let woken: Vec<&Value> = wake
+        .iter()
+        .filter(|r| {
+            r["type"] == "interruption"
+                && r["cpu"] == 1
+                && r["cause"]["class"] == "ipi"
+                && r["sender"]["comm"] == "noisegen"
+                && stack_has(r, "pipe_write")
+        })
+        .collect();
+    assert!(
+        !woken.is_empty(),
+        "{spec}: no IPI from the pipe's writer among {} records",
+        wake.len()
+    );
+    let named = |d: &str| woken.iter().any(|r| r["cause"]["detail"] == d);
+    eprintln!(
+        "{spec}: wake-up IPIs: {} sched_ttwu_pending, {} reschedule",
+        woken
+            .iter()
+            .filter(|r| r["cause"]["detail"] == "sched_ttwu_pending")
+            .count(),
+        woken
+            .iter()
+            .filter(|r| r["cause"]["detail"] == "reschedule")
+            .count()
+    );
+    if series == Series::V5_10 {
+        assert!(
+            named("sched_ttwu_pending") || named("reschedule"),
+            "{spec}: {}",
+            woken[0]
+        );
+    } else {
+        assert!(named("sched_ttwu_pending"), "{spec}: {}", woken[0]);
+    }
 
     // Strict: killed by the first TLB-flush IPI, its counter unchanged since.
     let b = strict_break(&out, &spec, "victim_status", "strict", "counter");

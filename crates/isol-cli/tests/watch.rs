@@ -45,6 +45,54 @@ fn tlb_flush_ipi_names_its_function_and_the_munmap_sender() {
 }
 
 #[test]
+fn a_remote_wake_up_of_the_idle_cpu_is_sched_ttwu_pending_from_its_waker() {
+    // Since 6.0 (not on PREEMPT_RT), waking a task whose CPU is idle puts
+    // it on that CPU's wake list and IPIs it: the IPI runs
+    // sched_ttwu_pending, and its sender is the waker (here noisegen's
+    // pipe writer on CPU 0, every 20 ms, the reader blocked on CPU 1).
+    let _serial = serial();
+    let _v = Victim::start(&[
+        "--cpu",
+        "1",
+        "--wake",
+        "--sleep",
+        "--period-us",
+        "20000",
+        "--duration",
+        "60",
+    ]);
+    let (recs, _) = watch_events(&["--cpus", "1", "-D", "2"]);
+    let wakes: Vec<&Value> = recs
+        .iter()
+        .filter(|r| {
+            r["cpu"] == 1
+                && r["cause"]["class"] == "ipi"
+                && r["cause"]["detail"] == "sched_ttwu_pending"
+                && r["sender"]["comm"] == "noisegen"
+        })
+        .collect();
+    let r = wakes
+        .iter()
+        .find(|r| stack_has(r, &["pipe_write"]))
+        .unwrap_or_else(|| {
+            panic!(
+                "no sched_ttwu_pending IPI from noisegen whose stack names pipe_write among {} ({} records)",
+                wakes.len(),
+                recs.len()
+            )
+        });
+    assert_eq!(r["idle"], true, "{r}");
+    assert_ne!(r["sender"]["cpu"], 1, "{r}");
+    assert!(
+        r["sender"]["callsite"]
+            .as_str()
+            .unwrap()
+            .starts_with("ttwu_queue_wakelist"),
+        "{r}"
+    );
+}
+
+#[test]
 fn bpf_jit_text_patching_ipi_is_traced_to_the_xdp_attach() {
     let _serial = serial();
     let v = Victim::start(&["--cpu", "1", "--jit", "--duration", "60"]);
