@@ -728,6 +728,19 @@ fn an_injection_while_the_cpu_went_idle_is_not_judged() {
     let r = made_up_full(Some(&[K::Timer]), &[timer], &[idle]);
     let t = &r.per_cpu[0].recall["timer"];
     assert_eq!((t.in_gap, t.named, t.preempted), (0, 0, 1), "{t:?}");
+    // Or later in the same gap, after the window: the IPI that woke the
+    // blocked loop, handled after the injector returned. Not judged.
+    let mut wake = raw(base + 601_700_000, 20_000, 2, 5);
+    wake.tid = 0;
+    let r = made_up_full(Some(&[K::Timer]), &[timer], &[wake]);
+    let t = &r.per_cpu[0].recall["timer"];
+    assert_eq!((t.in_gap, t.named, t.preempted), (0, 0, 1), "{t:?}");
+    // A preemption after the window is not the window's: judged.
+    let mut sched = raw(base + 601_700_000, 20_000, 2, 5);
+    sched.primary.class = Class::Sched as u8;
+    let r = made_up_full(Some(&[K::Timer]), &[timer], &[sched]);
+    let t = &r.per_cpu[0].recall["timer"];
+    assert_eq!((t.in_gap, t.preempted), (1, 0), "{t:?}");
 }
 
 #[test]
