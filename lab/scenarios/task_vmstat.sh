@@ -20,7 +20,9 @@ run() {
 	echo >$T/trace
 	vmstat -c 1 "$@" >/tmp/$name.out 2>&1
 	rc=$?
-	section $name sh -c "cat /tmp/$name.out; echo rc=$rc; grep -E 'function[= ]+(vmstat_update|lru_add_drain_per_cpu)' $T/trace | grep -E 'cpu=1 |\[001\]'"
+	# No work on CPU 1 at all (grep finds nothing) is a result, not a
+	# failure of the scenario: the section's status stays 0.
+	section $name sh -c "cat /tmp/$name.out; echo rc=$rc; grep -E 'function[= ]+(vmstat_update|lru_add_drain_per_cpu)' $T/trace | grep -E 'cpu=1 |\[001\]' || true"
 }
 
 # The control mlocks 1 MB: the shepherd may pass during the mlock itself
