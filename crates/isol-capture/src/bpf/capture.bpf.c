@@ -552,7 +552,7 @@ static __always_inline bool strict_break_now(struct cpu_state *st, struct strict
 		st->own_sender = 0;
 		st->break_tid = tid;
 		st->break_page = key == tid ? cfg->page : 0;
-		st->break_at = at < MAX_CHAIN ? at : MAX_CHAIN;
+		st->break_at = at;
 	}
 	if (pg) {
 		__sync_fetch_and_add(&pg->seq, 1);
@@ -585,7 +585,7 @@ static __always_inline bool strict_break_now(struct cpu_state *st, struct strict
 /* Strict mode: if the current task is registered and `class` breaks its
  * isolation, it is a break (see strict_break_now), except an IPI queued
  * before the task's activation, decided at the handler's end. `at` is the
- * cause's index in the episode's chain (MAX_CHAIN: not in it). */
+ * cause's index in the episode's chain, at most MAX_CHAIN (not in it). */
 static __always_inline void strict_check(struct cpu_state *st, __u32 at, __u8 class, __u8 kind,
 					 __u32 arg, __u64 addr)
 {
@@ -648,7 +648,7 @@ static __always_inline void strict_check(struct cpu_state *st, __u32 at, __u8 cl
 		st->defer = 1;
 		st->defer_unknown = 0;
 		st->defer_sent_ns = 0;
-		st->defer_at = at < MAX_CHAIN ? at : MAX_CHAIN;
+		st->defer_at = at;
 		st->defer_cause.class = class;
 		st->defer_cause.kind = kind;
 		st->defer_cause.arg = arg;
